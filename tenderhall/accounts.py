@@ -1,0 +1,227 @@
+"""Accounts: users and roles, organisations, server-side sessions, login with rate limits, audit."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+import asyncpg
+
+from tenderhall import credit_code, passwords
+
+Role = Literal["admin", "agent", "bidder", "expert", "supervisor", "custodian"]
+ROLES: tuple[Role, ...] = ("admin", "agent", "bidder", "expert", "supervisor", "custodian")
+ORGANISATION_KINDS = ("bidder", "tenderer", "agency", "centre", "authority")
+
+
+class AccountError(Exception):
+    """A refused account operation; `code` is stable, the message is for people."""
+
+    code = "account_error"
+    status = 400
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class LoginFailed(AccountError):
+    code, status = "login_failed", 401
+
+
+class LoginThrottled(AccountError):
+    code, status = "too_many_attempts", 429
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class AccountConflict(AccountError):
+    code, status = "conflict", 409
+
+
+@dataclass(frozen=True)
+class CurrentUser:
+    id: uuid.UUID
+    username: str
+    display_name: str
+    roles: frozenset[str]
+    organisation_id: uuid.UUID | None
+    organisation_name: str | None = None
+
+    def has(self, *roles: str) -> bool:
+        return bool(self.roles.intersection(roles))
+
+
+@dataclass(frozen=True)
+class Session:
+    user: CurrentUser
+    csrf_token: str
+    expires_at: datetime
+
+
+def token_hash(token: str) -> bytes:
+    return hashlib.sha256(token.encode("utf-8")).digest()
+
+
+def same_secret(a: str, b: str) -> bool:
+    """Constant-time comparison of two secrets given as text."""
+    return hmac.compare_digest(a.encode("utf-8"), b.encode("utf-8"))
+
+
+_USER_COLUMNS = """u.id, u.username, u.display_name, u.roles, u.organisation_id, o.name AS organisation_name"""
+
+
+def _user(row: asyncpg.Record) -> CurrentUser:
+    return CurrentUser(
+        id=row["id"],
+        username=row["username"],
+        display_name=row["display_name"],
+        roles=frozenset(row["roles"]),
+        organisation_id=row["organisation_id"],
+        organisation_name=row["organisation_name"],
+    )
+
+
+async def create_organisation(conn: asyncpg.Connection, *, credit_code_text: str, name: str, kind: str) -> uuid.UUID:
+    """Create an organisation; CreditCodeError for a bad code, AccountConflict for a duplicate."""
+    code = credit_code.validate(credit_code_text)
+    if kind not in ORGANISATION_KINDS:
+        raise AccountError(f"organisation kind must be one of {', '.join(ORGANISATION_KINDS)}")
+    if not name.strip() or len(name) > 200:
+        raise AccountError("an organisation needs a name of 1 to 200 characters")
+    org_id = uuid.uuid4()
+    try:
+        await conn.execute(
+            "INSERT INTO organisations (id, credit_code, name, kind) VALUES ($1, $2, $3, $4)",
+            org_id, code, name.strip(), kind,
+        )
+    except asyncpg.UniqueViolationError:
+        raise AccountConflict(f"an organisation with credit code {code} already exists") from None
+    return org_id
+
+
+async def create_user(
+    conn: asyncpg.Connection,
+    *,
+    username: str,
+    display_name: str,
+    password: str,
+    roles: list[str] | tuple[str, ...],
+    organisation_id: uuid.UUID | None = None,
+    scrypt_n: int = 2**15,
+) -> uuid.UUID:
+    """Create a user; AccountError/PasswordPolicyError with a precise message when refused."""
+    unknown = [r for r in roles if r not in ROLES]
+    if unknown or not roles:
+        raise AccountError(f"unknown role(s): {', '.join(unknown) or '(none given)'}")
+    passwords.check_policy(password)
+    password_hash = await asyncio.to_thread(passwords.hash_password, password, n=scrypt_n)
+    user_id = uuid.uuid4()
+    try:
+        await conn.execute(
+            """INSERT INTO users (id, username, display_name, password_hash, roles, organisation_id)
+               VALUES ($1, $2, $3, $4, $5, $6)""",
+            user_id, username, display_name, password_hash, sorted(set(roles)), organisation_id,
+        )
+    except asyncpg.UniqueViolationError:
+        raise AccountConflict(f"the username {username!r} is taken") from None
+    except asyncpg.CheckViolationError as exc:
+        messages = {
+            "users_username_check": "a username has 3 to 64 characters: lower-case letters, digits, '.', '_' or '-'",
+            "users_bidder_organisation_check": "a bidder must belong to a bidder organisation",
+            "users_role_conflict_check": "a bidder cannot also be an expert, supervisor, agent, admin or custodian",
+            "users_roles_check": "unknown role",
+        }
+        raise AccountError(messages.get(exc.constraint_name or "", str(exc))) from None
+    return user_id
+
+
+async def _throttle(conn: asyncpg.Connection, username: str, ip: str, settings: Any) -> None:
+    since = f"{settings.login_window_seconds} seconds"
+    row = await conn.fetchrow(
+        """SELECT
+             count(*) FILTER (WHERE username = $1) AS by_user,
+             count(*) FILTER (WHERE ip = $2) AS by_ip
+           FROM login_attempts
+           WHERE NOT succeeded AND at > now() - $3::interval AND (username = $1 OR ip = $2)""",
+        username, ip, since,
+    )
+    if row["by_user"] >= settings.login_failures_per_user or row["by_ip"] >= settings.login_failures_per_ip:
+        raise LoginThrottled(
+            f"too many failed logins; try again in {settings.login_window_seconds // 60} minutes",
+            retry_after=settings.login_window_seconds,
+        )
+
+
+async def authenticate(conn: asyncpg.Connection, username: str, password: str, ip: str, settings: Any) -> CurrentUser:
+    """Check a password login; LoginThrottled past the limits, LoginFailed otherwise refused."""
+    username = username.strip().lower()[:64]
+    await _throttle(conn, username, ip, settings)
+    row = await conn.fetchrow(
+        f"""SELECT {_USER_COLUMNS}, u.password_hash, u.disabled FROM users u
+            LEFT JOIN organisations o ON o.id = u.organisation_id WHERE u.username = $1""",
+        username,
+    )
+    stored = row["password_hash"] if row else passwords.dummy_hash(settings.scrypt_n)
+    ok = await asyncio.to_thread(passwords.verify_password, password, stored)
+    ok = ok and row is not None and not row["disabled"]
+    await conn.execute(
+        "INSERT INTO login_attempts (username, ip, succeeded) VALUES ($1, $2, $3)", username, ip, ok
+    )
+    if not ok:
+        raise LoginFailed("wrong username or password")
+    return _user(row)
+
+
+async def create_session(conn: asyncpg.Connection, user_id: uuid.UUID, ip: str, hours: int) -> tuple[str, str]:
+    """Start a session; return (session token for the cookie, CSRF token)."""
+    token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+    await conn.execute(
+        """INSERT INTO sessions (token_hash, user_id, csrf_token, expires_at, ip)
+           VALUES ($1, $2, $3, now() + $4::interval, $5)""",
+        token_hash(token), user_id, csrf, timedelta(hours=hours), ip,
+    )
+    return token, csrf
+
+
+async def load_session(conn: asyncpg.Connection, token: str) -> Session | None:
+    """The live session for a cookie token, or None (unknown, expired or user disabled)."""
+    if not token or len(token) > 128:
+        return None
+    row = await conn.fetchrow(
+        f"""SELECT {_USER_COLUMNS}, s.csrf_token, s.expires_at FROM sessions s
+            JOIN users u ON u.id = s.user_id LEFT JOIN organisations o ON o.id = u.organisation_id
+            WHERE s.token_hash = $1 AND s.expires_at > now() AND NOT u.disabled""",
+        token_hash(token),
+    )
+    if row is None:
+        return None
+    return Session(_user(row), row["csrf_token"], row["expires_at"])
+
+
+async def end_session(conn: asyncpg.Connection, token: str) -> None:
+    await conn.execute("DELETE FROM sessions WHERE token_hash = $1", token_hash(token))
+
+
+async def record_audit(
+    conn: asyncpg.Connection,
+    action: str,
+    *,
+    actor_id: uuid.UUID | None = None,
+    subject: str | None = None,
+    detail: dict[str, Any] | None = None,
+    ip: str | None = None,
+) -> None:
+    """Record an act that matters but is no public record (logins, account changes)."""
+    await conn.execute(
+        "INSERT INTO audit_events (actor_id, action, subject, detail, ip) VALUES ($1, $2, $3, $4, $5)",
+        actor_id, action, subject, detail or {}, ip,
+    )

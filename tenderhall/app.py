@@ -1,0 +1,114 @@
+"""The application factory and its lifespan: pool, embedded database, bus, log key, templates."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from pathlib import Path
+from typing import AsyncIterator, TypedDict
+
+import asyncpg
+import jinja2
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Mount
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+
+from tenderhall import db
+from tenderhall.bus import Bus
+from tenderhall.embedded_pg import EmbeddedPostgres
+from tenderhall.i18n import Translator, load_catalogues
+from tenderhall.platform_key import PlatformKey, load_or_create
+from tenderhall.settings import REPO_ROOT, Settings
+
+log = logging.getLogger(__name__)
+
+TEMPLATE_DIRS = [REPO_ROOT / pkg / "templates" for pkg in ("tenderhall", "trading", "evaluation", "venue", "supervision")]
+
+
+class State(TypedDict):
+    settings: Settings
+    pool: asyncpg.Pool
+    bus: Bus
+    platform_key: PlatformKey
+    templates: Jinja2Templates
+    translator: Translator
+
+
+def make_templates(translator: Translator) -> Jinja2Templates:
+    loader = jinja2.ChoiceLoader([jinja2.FileSystemLoader(str(d)) for d in TEMPLATE_DIRS if d.exists()])
+    env = jinja2.Environment(loader=loader, autoescape=True, extensions=["jinja2.ext.i18n"])
+    env.install_gettext_callables(translator.gettext, translator.ngettext, newstyle=True)  # type: ignore[attr-defined]
+    return Jinja2Templates(env=env)
+
+
+async def resolve_dsn(settings: Settings) -> tuple[str, EmbeddedPostgres | None]:
+    """DATABASE_URL when set; otherwise start (or join) the embedded server."""
+    if settings.database_url:
+        return settings.database_url, None
+    embedded = EmbeddedPostgres(settings.data_dir)
+    import asyncio
+
+    dsn = await asyncio.to_thread(embedded.start)
+    return dsn, embedded
+
+
+def create_app(settings: Settings, *, extra_routes: list[BaseRoute] | None = None) -> Starlette:
+    """Build the ASGI app. Nothing starts until the lifespan runs."""
+    from tenderhall.routes import ROUTES as SHELL_ROUTES
+    from trading.routes import ROUTES as TRADING_ROUTES
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[State]:
+        dsn, embedded = await resolve_dsn(settings)
+        pool = await db.create_pool(dsn, settings.pool_min, settings.pool_max)
+        try:
+            async with pool.acquire() as conn:
+                await db.migrate(conn)
+            settings.storage_dir.mkdir(parents=True, exist_ok=True)
+            translator = Translator(load_catalogues())
+            bus = Bus(pool, dsn)
+            await bus.start()
+            try:
+                yield State(
+                    settings=settings,
+                    pool=pool,
+                    bus=bus,
+                    platform_key=load_or_create(settings.platform_key_path),
+                    templates=make_templates(translator),
+                    translator=translator,
+                )
+            finally:
+                await bus.stop()
+        finally:
+            await pool.close()
+            if embedded is not None:
+                embedded.stop()
+
+    routes: list[BaseRoute] = [
+        *SHELL_ROUTES,
+        *TRADING_ROUTES,
+        *(extra_routes or []),
+        Mount("/static", app=StaticFiles(directory=str(REPO_ROOT / "static")), name="static"),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan)
+
+
+async def healthz(request: Request) -> Response:
+    """The process is alive."""
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    """The database answers and every migration is applied."""
+    try:
+        async with request.state.pool.acquire(timeout=2) as conn:
+            pending = await db.pending_migrations(conn)
+    except (OSError, asyncpg.PostgresError, db.MigrationError, TimeoutError) as exc:
+        return JSONResponse({"status": "unavailable", "reason": str(exc)}, status_code=503)
+    if pending:
+        names = [f"{m.version:04d}_{m.name}" for m in pending]
+        return JSONResponse({"status": "unavailable", "reason": f"pending migrations: {names}"}, status_code=503)
+    return JSONResponse({"status": "ready"})

@@ -1,0 +1,110 @@
+"""Settings: read once from the environment (or given by tests), failing loudly on bad values."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value the platform cannot use."""
+
+
+def default_data_dir() -> Path:
+    """Per-user data directory: $XDG_DATA_HOME/tenderhall, else ~/.local/share/tenderhall.
+
+    As root the embedded PostgreSQL runs as a separate system user that must traverse every
+    parent of its data directory, so root's data goes under /var/lib instead of /root.
+    """
+    if os.geteuid() == 0:
+        return Path("/var/lib/tenderhall")
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "tenderhall"
+
+
+def _int(env: dict[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise SettingsError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _bool(env: dict[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name} must be true or false, got {raw!r}")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable. `from_env()` for the CLI; tests build their own."""
+
+    database_url: str | None = None
+    data_dir: Path = field(default_factory=default_data_dir)
+    host: str = "127.0.0.1"
+    port: int = 8000
+    # None: Secure cookies exactly when the request came over https.
+    cookie_secure: bool | None = None
+    session_hours: int = 12
+    # scrypt cost (RFC 7914 N); tests lower it, production keeps 2**15.
+    scrypt_n: int = 2**15
+    login_failures_per_user: int = 5
+    login_failures_per_ip: int = 30
+    login_window_seconds: int = 900
+    max_bid_bytes: int = 8 * 2**30
+    max_json_bytes: int = 1 * 2**20
+    # How far a bidder's client clock may differ from the server's on a manifest.
+    client_clock_skew_seconds: int = 900
+    pool_min: int = 2
+    pool_max: int = 20
+    default_language: str = "zh_CN"
+
+    @property
+    def storage_dir(self) -> Path:
+        return self.data_dir / "storage"
+
+    @property
+    def pgdata_dir(self) -> Path:
+        return self.data_dir / "pgdata"
+
+    @property
+    def platform_key_path(self) -> Path:
+        return self.data_dir / "platform-signing-key.pem"
+
+    def with_(self, **changes: object) -> "Settings":
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> "Settings":
+        """Read TENDERHALL_* variables (and DATABASE_URL); `overrides` win (CLI flags)."""
+        env = dict(os.environ if env is None else env)
+        data_dir = env.get("TENDERHALL_DATA_DIR")
+        cookie = env.get("TENDERHALL_COOKIE_SECURE")
+        settings = cls(
+            database_url=env.get("DATABASE_URL") or None,
+            data_dir=Path(data_dir).expanduser() if data_dir else default_data_dir(),
+            host=env.get("TENDERHALL_HOST", "127.0.0.1"),
+            port=_int(env, "TENDERHALL_PORT", 8000, 1),
+            cookie_secure=None if not cookie else _bool(env, "TENDERHALL_COOKIE_SECURE", False),
+            session_hours=_int(env, "TENDERHALL_SESSION_HOURS", 12, 1),
+            max_bid_bytes=_int(env, "TENDERHALL_MAX_BID_BYTES", 8 * 2**30, 1),
+            default_language=env.get("TENDERHALL_LANGUAGE", "zh_CN"),
+        )
+        if settings.default_language not in ("zh_CN", "en"):
+            raise SettingsError("TENDERHALL_LANGUAGE must be zh_CN or en")
+        clean = {k: v for k, v in overrides.items() if v is not None}
+        return replace(settings, **clean) if clean else settings  # type: ignore[arg-type]
