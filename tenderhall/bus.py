@@ -115,7 +115,9 @@ class Bus:
                 if self._listener is None or self._listener.is_closed():
                     await self._listen()
                 await self._deliver_new()
-            except (OSError, asyncpg.PostgresError) as exc:
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                # InterfaceError too: a connection lost mid-query raises it, and a dead pump
+                # would silently stop live delivery on this instance for good.
                 log.warning("event bus: %s; retrying", exc)
                 await asyncio.sleep(1.0)
 
