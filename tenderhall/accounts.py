@@ -145,7 +145,8 @@ async def create_user(
 
 
 async def _throttle(conn: asyncpg.Connection, username: str, ip: str, settings: Any) -> None:
-    since = f"{settings.login_window_seconds} seconds"
+    # asyncpg encodes an interval parameter from a timedelta, not from text.
+    since = timedelta(seconds=settings.login_window_seconds)
     row = await conn.fetchrow(
         """SELECT
              count(*) FILTER (WHERE username = $1) AS by_user,
