@@ -404,28 +404,13 @@ async def api_register_keys(request: Request) -> Response:
         key_set_input = keys.validate_key_set(await read_json(request))
     except keys.KeyValidationError as exc:
         raise ApiError(400, exc.code, exc.message) from None
-    owner = key_owner(user)
-    async with request.state.pool.acquire() as conn:
-        async with conn.transaction():
-            try:
-                key_set, revoked = await keys.register(conn, owner, user.id, key_set_input)
-            except keys.KeyConflict as exc:
-                raise ApiError(409, "key_exists", str(exc)) from None
-            body = {
-                "key_set_id": str(key_set.id),
-                "owner": owner.label,
-                "sign_key_id": key_set.sign_key_id,
-                "decrypt_key_id": key_set.decrypt_key_id,
-                "sign_spki": keys.b64url(key_set.sign_spki),
-                "decrypt_spki": keys.b64url(key_set.decrypt_spki),
-                "revokes": [str(r) for r in revoked],
-                "registered_by": str(user.id),
-            }
-            appended = await log.append_entry(conn, request.state.platform_key, "keys.registered", body)
-            await accounts.record_audit(conn, "keys.registered", actor_id=user.id, subject=f"key_set:{key_set.id}",
-                                        detail={"owner": owner.label, "revoked": body["revokes"]}, ip=client_ip(request))
-    return json_ok({"key_set": key_set.as_json(), "revoked": body["revokes"], "log_index": appended.index},
-                   status=201)
+    try:
+        done = await keys.register_logged(request.state.pool, request.state.platform_key, key_owner(user), user.id,
+                                          key_set_input, ip=client_ip(request))
+    except keys.KeyConflict as exc:
+        raise ApiError(409, "key_exists", str(exc)) from None
+    revoked = [str(r) for r in done.revoked]
+    return json_ok({"key_set": done.key_set.as_json(), "revoked": revoked, "log_index": done.log_index}, status=201)
 
 
 async def api_list_keys(request: Request) -> Response:

@@ -182,6 +182,14 @@ async def authenticate(conn: asyncpg.Connection, username: str, password: str, i
     return _user(row)
 
 
+async def get_user(conn: asyncpg.Connection, user_id: uuid.UUID) -> CurrentUser | None:
+    row = await conn.fetchrow(
+        f"SELECT {_USER_COLUMNS} FROM users u LEFT JOIN organisations o ON o.id = u.organisation_id WHERE u.id = $1",
+        user_id,
+    )
+    return _user(row) if row else None
+
+
 async def create_session(conn: asyncpg.Connection, user_id: uuid.UUID, ip: str, hours: int) -> tuple[str, str]:
     """Start a session; return (session token for the cookie, CSRF token)."""
     token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)

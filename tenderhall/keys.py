@@ -23,6 +23,8 @@ import asyncpg
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from tenderhall.canonical import b64url
+
 # A P-256 SPKI is 91 bytes (122 base64url characters); anything far larger is not one.
 MAX_SPKI_CHARS = 1024
 _B64URL = re.compile(r"^[A-Za-z0-9_-]+={0,2}$")
@@ -93,10 +95,6 @@ class KeySet:
             "revoked_at": self.revoked_at.isoformat() if self.revoked_at else None,
             "active": self.active,
         }
-
-
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
 def key_id(spki_der: bytes) -> str:
@@ -228,3 +226,38 @@ async def get(conn: asyncpg.Connection, key_set_id: uuid.UUID) -> KeySet | None:
 async def active_for(conn: asyncpg.Connection, owner: Owner) -> KeySet | None:
     sets = await list_for_owner(conn, owner)
     return next((s for s in sets if s.active), None)
+
+
+@dataclass(frozen=True)
+class Registration:
+    key_set: KeySet
+    revoked: list[uuid.UUID]
+    log_index: int
+
+
+async def register_logged(pool: asyncpg.Pool, signer: Any, owner: Owner, registered_by: uuid.UUID,
+                          keys_in: KeySetInput, ip: str | None = None) -> Registration:
+    """Register a key set, revoking the old one, with its transparency-log entry and audit.
+
+    All in one transaction, so anyone can later tell which keys were valid when.
+    KeyConflict when a key is already registered.
+    """
+    from tenderhall import accounts, log
+
+    async with pool.acquire() as conn:
+        async with conn.transaction():
+            key_set, revoked = await register(conn, owner, registered_by, keys_in)
+            body = {
+                "key_set_id": str(key_set.id),
+                "owner": owner.label,
+                "sign_key_id": key_set.sign_key_id,
+                "decrypt_key_id": key_set.decrypt_key_id,
+                "sign_spki": b64url(key_set.sign_spki),
+                "decrypt_spki": b64url(key_set.decrypt_spki),
+                "revokes": [str(r) for r in revoked],
+                "registered_by": str(registered_by),
+            }
+            appended = await log.append_entry(conn, signer, "keys.registered", body)
+            await accounts.record_audit(conn, "keys.registered", actor_id=registered_by, subject=f"key_set:{key_set.id}",
+                                        detail={"owner": owner.label, "revoked": body["revokes"]}, ip=ip)
+    return Registration(key_set, revoked, appended.index)
