@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import tempfile
@@ -13,6 +12,7 @@ from typing import Iterator
 import pytest
 
 from tenderhall import db
+from tests.factories import run_async
 from tenderhall.embedded_pg import EmbeddedPostgres
 from tenderhall.settings import Settings
 
@@ -30,7 +30,7 @@ def database_url() -> Iterator[str]:
     """A migrated database for this run: TENDERHALL_TEST_DATABASE_URL, or a fresh embedded one."""
     given = os.environ.get("TENDERHALL_TEST_DATABASE_URL")
     if given:
-        asyncio.run(_migrate(given))
+        run_async(_migrate(given))
         yield given
         return
     base = Path(tempfile.mkdtemp(prefix="tenderhall-test-", dir="/tmp"))
@@ -38,7 +38,7 @@ def database_url() -> Iterator[str]:
     server.start()
     name = "th_test_" + uuid.uuid4().hex[:10]
     dsn = server.create_database(name)
-    asyncio.run(_migrate(dsn))
+    run_async(_migrate(dsn))
     try:
         yield dsn
     finally:

@@ -7,6 +7,7 @@ connection, so each test states only what matters to it.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import itertools
 import uuid
 from dataclasses import dataclass
@@ -21,6 +22,16 @@ PASSWORD = "correct horse battery"
 _counter = itertools.count(1)
 
 
+def run_async(coro: Awaitable[T]) -> T:
+    """asyncio.run(), also from a thread whose loop is busy (Playwright's sync API keeps one running)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)  # type: ignore[arg-type]
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()  # type: ignore[arg-type]
+
+
 def run_db(dsn: str, work: Callable[[Any], Awaitable[T]]) -> T:
     """Run `work(conn)` on a fresh connection in its own event loop; return its result."""
 
@@ -31,7 +42,7 @@ def run_db(dsn: str, work: Callable[[Any], Awaitable[T]]) -> T:
         finally:
             await conn.close()
 
-    return asyncio.run(main())
+    return run_async(main())
 
 
 def new_credit_code() -> str:

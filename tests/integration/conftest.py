@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Iterator
 
 import pytest
 from starlette.testclient import TestClient
 
 from tenderhall import db
+from tests.factories import run_async
 from tenderhall.app import create_app
 from tenderhall.settings import Settings
 
@@ -28,7 +28,7 @@ async def _truncate(dsn: str) -> None:
 
 @pytest.fixture(autouse=True)
 def clean_database(database_url: str) -> None:
-    asyncio.run(_truncate(database_url))
+    run_async(_truncate(database_url))
 
 
 @pytest.fixture
