@@ -1,0 +1,220 @@
+"""tus-style resumable upload handling: file layout, in-process hashers, streaming PATCH bodies to disk.
+
+Protocol: tus 1.0 core with the creation and checksum extensions
+(https://tus.io/protocols/resumable-upload). The database's `uploads.offset` is the truth;
+the file under storage_dir/incoming/ may hold more bytes after a crash and is truncated
+back to it at the next PATCH. Memory stays flat: the body is gathered into ~1 MiB batches
+that a worker thread writes and hashes (hashlib releases the GIL) while the next batch
+is received.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, AsyncIterator, Awaitable, Callable
+
+from starlette.requests import ClientDisconnect
+
+from trading.tenders import ChecksumMismatch, TooLarge
+
+TUS_VERSION = "1.0.0"
+TUS_EXTENSIONS = "creation,checksum"
+OFFSET_CONTENT_TYPE = "application/offset+octet-stream"
+BATCH_BYTES = 1 << 20
+# Without a checksum the offset is made durable every so often, so a dropped connection
+# (or a crashed server) resumes near where it stopped instead of at the request's start.
+RECORD_EVERY_BYTES = 32 << 20
+HASH_READ_BYTES = 1 << 20
+
+
+def incoming_path(storage_dir: Path, upload_id: uuid.UUID) -> Path:
+    return storage_dir / "incoming" / f"{upload_id}.part"
+
+
+def bid_path(storage_dir: Path, tender_id: uuid.UUID, upload_id: uuid.UUID) -> Path:
+    return storage_dir / "bids" / str(tender_id) / f"{upload_id}.bin"
+
+
+@dataclass
+class _Progress:
+    """A running SHA-256 of the first `position` bytes of one upload's file."""
+
+    digest: Any
+    position: int
+
+
+@dataclass
+class UploadRegistry:
+    """Per app instance: one lock and one running hash per upload being received.
+
+    Hangs off the Starlette app (not a module global) so each app, and each test, has its own.
+    """
+
+    locks: dict[uuid.UUID, asyncio.Lock] = field(default_factory=dict)
+    progress: dict[uuid.UUID, _Progress] = field(default_factory=dict)
+
+    def lock(self, upload_id: uuid.UUID) -> asyncio.Lock:
+        return self.locks.setdefault(upload_id, asyncio.Lock())
+
+    def forget(self, upload_id: uuid.UUID) -> None:
+        self.progress.pop(upload_id, None)
+        lock = self.locks.get(upload_id)
+        if lock is not None and not lock.locked():
+            del self.locks[upload_id]
+
+
+def registry_of(app: Any) -> UploadRegistry:
+    registry = getattr(app.state, "trading_uploads", None)
+    if registry is None:
+        registry = UploadRegistry()
+        app.state.trading_uploads = registry
+    return registry
+
+
+def _hash_prefix(path: Path, length: int) -> Any:
+    digest = hashlib.sha256()
+    remaining = length
+    with path.open("rb") as f:
+        while remaining:
+            block = f.read(min(HASH_READ_BYTES, remaining))
+            if not block:
+                raise OSError(f"{path} is shorter than the recorded offset {length}")
+            digest.update(block)
+            remaining -= len(block)
+    return digest
+
+
+async def prepare(registry: UploadRegistry, path: Path, upload_id: uuid.UUID, offset: int) -> _Progress:
+    """The running hash at `offset`: the in-process one, or (after a restart) re-hash the file prefix.
+
+    Also truncates the file back to `offset`: bytes past the recorded offset were never acknowledged.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        if offset:
+            raise OSError(f"partial upload file {path.name} is missing")
+        path.touch()
+    if path.stat().st_size > offset:
+        os.truncate(path, offset)
+    progress = registry.progress.get(upload_id)
+    if progress is None or progress.position != offset:
+        digest = await asyncio.to_thread(_hash_prefix, path, offset)
+        progress = _Progress(digest, offset)
+        registry.progress[upload_id] = progress
+    return progress
+
+
+@dataclass(frozen=True)
+class Received:
+    offset: int
+    disconnected: bool
+
+
+def _write(f: Any, data: bytearray, digests: list[Any]) -> None:
+    f.write(data)
+    for d in digests:
+        d.update(data)
+
+
+def _sync(f: Any) -> None:
+    f.flush()
+    os.fsync(f.fileno())
+
+
+async def receive(
+    chunks: AsyncIterator[bytes],
+    path: Path,
+    progress: _Progress,
+    length: int,
+    checksum: bytes | None,
+    record: Callable[[int], Awaitable[None]],
+) -> Received:
+    """Append a PATCH body to `path` at progress.position, hashing as it goes; return the new offset.
+
+    Raises TooLarge if the body would pass `length`, ChecksumMismatch (460) if the body's
+    SHA-256 differs from the Upload-Checksum; in both cases this request's bytes are discarded
+    (file truncated and hash restored). On a client disconnect keeps what was written (unless
+    a checksum was promised: then it cannot be checked and is discarded), fsyncs and returns
+    disconnected=True. `record(offset)` persists the offset periodically during long bodies.
+    """
+    start = progress.position
+    saved = progress.digest.copy()
+    body_digest = hashlib.sha256() if checksum is not None else None
+    digests = [progress.digest] + ([body_digest] if body_digest is not None else [])
+    position = start
+    recorded = start
+    buffer = bytearray()
+    pending: asyncio.Future[None] | None = None
+    disconnected = False
+    rolled_back = False
+
+    def rollback() -> None:
+        nonlocal rolled_back
+        f.flush()
+        f.truncate(start)
+        progress.digest, progress.position = saved, start
+        rolled_back = True
+
+    f = path.open("r+b")
+    try:
+        f.seek(start)
+        try:
+            async for chunk in chunks:
+                if not chunk:
+                    continue
+                if position + len(buffer) + len(chunk) > length:
+                    if pending is not None:
+                        await pending
+                    rollback()
+                    raise TooLarge(f"the body goes past Upload-Length {length}", code="upload_too_long")
+                buffer += chunk
+                if len(buffer) >= BATCH_BYTES:
+                    if pending is not None:
+                        await pending
+                    data, buffer = buffer, bytearray()
+                    pending = asyncio.ensure_future(asyncio.to_thread(_write, f, data, digests))
+                    position += len(data)
+                    if checksum is None and position - recorded >= RECORD_EVERY_BYTES:
+                        await pending
+                        pending = None
+                        await asyncio.to_thread(_sync, f)
+                        progress.position = position
+                        await record(position)
+                        recorded = position
+        except ClientDisconnect:
+            disconnected = True
+        if pending is not None:
+            await pending
+        if buffer:
+            await asyncio.to_thread(_write, f, buffer, digests)
+            position += len(buffer)
+        if disconnected and checksum is not None:
+            rollback()
+            return Received(start, True)
+        if body_digest is not None and body_digest.digest() != checksum:
+            rollback()
+            raise ChecksumMismatch("Upload-Checksum does not match the body; its bytes were discarded")
+        await asyncio.to_thread(_sync, f)
+        progress.position = position
+        return Received(position, disconnected)
+    except BaseException:
+        if pending is not None and not pending.done():
+            pending.cancel()
+        if not rolled_back:
+            # The running hash has seen bytes past any recorded offset: force a re-hash next time.
+            progress.position = -1
+        raise
+    finally:
+        f.close()
+
+
+def remove_quietly(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
