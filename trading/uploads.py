@@ -3,14 +3,15 @@
 Protocol: tus 1.0 core with the creation and checksum extensions
 (https://tus.io/protocols/resumable-upload). The database's `uploads.offset` is the truth;
 the file under storage_dir/incoming/ may hold more bytes after a crash and is truncated
-back to it at the next PATCH. Memory stays flat: the body is gathered into ~1 MiB batches
-that a worker thread writes and hashes (hashlib releases the GIL) while the next batch
-is received.
+back to it at the next PATCH. Memory stays flat: the body is gathered into 4 MiB batches
+written and hashed as they arrive; every RECORD_EVERY_BYTES a worker thread fsyncs them
+while receiving goes on, and the offset is recorded once they are durable.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import uuid
@@ -25,7 +26,7 @@ from trading.tenders import ChecksumMismatch, TooLarge
 TUS_VERSION = "1.0.0"
 TUS_EXTENSIONS = "creation,checksum"
 OFFSET_CONTENT_TYPE = "application/offset+octet-stream"
-BATCH_BYTES = 1 << 20
+BATCH_BYTES = 4 << 20
 # Without a checksum the offset is made durable every so often, so a dropped connection
 # (or a crashed server) resumes near where it stopped instead of at the request's start.
 RECORD_EVERY_BYTES = 32 << 20
@@ -115,7 +116,7 @@ class Received:
     disconnected: bool
 
 
-def _write(f: Any, data: bytearray, digests: list[Any]) -> None:
+def _write(f: Any, data: bytes, digests: list[Any]) -> None:
     f.write(data)
     for d in digests:
         d.update(data)
@@ -123,7 +124,38 @@ def _write(f: Any, data: bytearray, digests: list[Any]) -> None:
 
 def _sync(f: Any) -> None:
     f.flush()
-    os.fsync(f.fileno())
+    os.fdatasync(f.fileno())
+
+
+class _Checkpoints:
+    """fsyncs on a worker thread while receiving goes on; at most one behind.
+
+    Writing and hashing stay on the event loop: measured here, handing 4-16 MiB batches to
+    a thread lost more to GIL hand-offs than it gained (upload 257-421 MiB/s vs 439 inline).
+    The fsync is the slow part, and it releases the GIL for its whole duration.
+    """
+
+    def __init__(self, f: Any) -> None:
+        self._f = f
+        self._pending: tuple[asyncio.Future[None], int] | None = None
+        self.durable = 0
+
+    async def sync_from(self, position: int) -> None:
+        """Start making everything up to `position` durable, waiting for the previous sync first."""
+        await self.wait()
+        self._f.flush()
+        self._pending = (asyncio.ensure_future(asyncio.to_thread(_sync, self._f)), position)
+
+    def poll(self) -> int:
+        if self._pending is not None and self._pending[0].done():
+            self._pending[0].result()
+            self.durable, self._pending = self._pending[1], None
+        return self.durable
+
+    async def wait(self) -> None:
+        if self._pending is not None:
+            await self._pending[0]
+            self.durable, self._pending = self._pending[1], None
 
 
 async def receive(
@@ -140,16 +172,18 @@ async def receive(
     SHA-256 differs from the Upload-Checksum; in both cases this request's bytes are discarded
     (file truncated and hash restored). On a client disconnect keeps what was written (unless
     a checksum was promised: then it cannot be checked and is discarded), fsyncs and returns
-    disconnected=True. `record(offset)` persists the offset periodically during long bodies.
+    disconnected=True. Every RECORD_EVERY_BYTES the bytes are fsynced and `record(offset)`
+    persists the offset, so a dropped connection or a crash resumes near where it stopped;
+    the returned offset is always fsynced.
     """
     start = progress.position
     saved = progress.digest.copy()
     body_digest = hashlib.sha256() if checksum is not None else None
     digests = [progress.digest] + ([body_digest] if body_digest is not None else [])
     position = start
-    recorded = start
-    buffer = bytearray()
-    pending: asyncio.Future[None] | None = None
+    recorded = durable_recorded = start
+    pieces: list[bytes] = []
+    buffered = 0
     disconnected = False
     rolled_back = False
 
@@ -161,50 +195,48 @@ async def receive(
         rolled_back = True
 
     f = path.open("r+b")
+    checkpoints = _Checkpoints(f)
     try:
         f.seek(start)
         try:
             async for chunk in chunks:
                 if not chunk:
                     continue
-                if position + len(buffer) + len(chunk) > length:
-                    if pending is not None:
-                        await pending
+                if position + buffered + len(chunk) > length:
+                    await checkpoints.wait()
                     rollback()
                     raise TooLarge(f"the body goes past Upload-Length {length}", code="upload_too_long")
-                buffer += chunk
-                if len(buffer) >= BATCH_BYTES:
-                    if pending is not None:
-                        await pending
-                    data, buffer = buffer, bytearray()
-                    pending = asyncio.ensure_future(asyncio.to_thread(_write, f, data, digests))
+                pieces.append(chunk)
+                buffered += len(chunk)
+                if buffered >= BATCH_BYTES:
+                    data = b"".join(pieces)
+                    pieces, buffered = [], 0
+                    _write(f, data, digests)
                     position += len(data)
+                    # A checksummed body is all or nothing: its offset is recorded only at the end.
                     if checksum is None and position - recorded >= RECORD_EVERY_BYTES:
-                        await pending
-                        pending = None
-                        await asyncio.to_thread(_sync, f)
-                        progress.position = position
-                        await record(position)
+                        await checkpoints.sync_from(position)
                         recorded = position
+                    if checkpoints.poll() > durable_recorded:
+                        durable_recorded = checkpoints.durable
+                        await record(durable_recorded)
         except ClientDisconnect:
             disconnected = True
-        if pending is not None:
-            await pending
-        if buffer:
-            await asyncio.to_thread(_write, f, buffer, digests)
-            position += len(buffer)
+        _write(f, b"".join(pieces), digests)
+        position += buffered
+        await checkpoints.sync_from(position)
+        await checkpoints.wait()
         if disconnected and checksum is not None:
             rollback()
             return Received(start, True)
         if body_digest is not None and body_digest.digest() != checksum:
             rollback()
             raise ChecksumMismatch("Upload-Checksum does not match the body; its bytes were discarded")
-        await asyncio.to_thread(_sync, f)
         progress.position = position
         return Received(position, disconnected)
     except BaseException:
-        if pending is not None and not pending.done():
-            pending.cancel()
+        with contextlib.suppress(BaseException):
+            await asyncio.shield(checkpoints.wait())
         if not rolled_back:
             # The running hash has seen bytes past any recorded offset: force a re-hash next time.
             progress.position = -1
