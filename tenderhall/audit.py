@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Any, TextIO
@@ -11,7 +12,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from tenderhall import db
-from tenderhall.log import VerifyReport, verify_log
+from tenderhall.log import TreeHead, VerifyReport, verify_log
 from tenderhall.platform_key import load_public_pem
 
 
@@ -53,15 +54,65 @@ def print_report(report: VerifyReport, out: TextIO) -> None:
         print(line, file=out)
 
 
+def load_known_heads(paths: list[Path]) -> list[TreeHead]:
+    """Tree heads kept outside the platform: a JSON file holding a tree head, a receipt or a list of them.
+
+    AuditError for a file that is missing or holds no tree head.
+    """
+    heads = []
+    for path in paths:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise AuditError(f"cannot read tree head file {path}: {exc}") from None
+        for item in data if isinstance(data, list) else [data]:
+            head = item.get("tree_head", item) if isinstance(item, dict) else item
+            try:
+                heads.append(TreeHead.from_json(head))
+            except (ValueError, KeyError, TypeError) as exc:
+                raise AuditError(f"{path}: not a signed tree head ({exc})") from None
+    return heads
+
+
+async def check_known_heads(conn: asyncpg.Connection, public_key: Ed25519PublicKey, heads: list[TreeHead]) -> list[str]:
+    """Problems with heads someone kept (e.g. from a receipt): the log must still hold what they signed.
+
+    This is what catches a log cut back to an earlier size, entries and heads deleted together,
+    which the log alone cannot show.
+    """
+    problems = []
+    size = await conn.fetchval("SELECT count(*) FROM log_entries")
+    for head in heads:
+        if not head.verify(public_key):
+            problems.append(f"known tree head {head.tree_size}: its signature is not the platform key's")
+            continue
+        if head.tree_size > size:
+            problems.append(f"known tree head {head.tree_size}: the log holds only {size} entries; "
+                            f"entries {size}..{head.tree_size - 1} were removed")
+            continue
+        stored = await conn.fetchval("SELECT root_hash FROM log_tree_heads WHERE tree_size = $1", head.tree_size)
+        if stored is None or bytes(stored) != head.root_hash:
+            problems.append(f"known tree head {head.tree_size}: the log's root at that size differs; "
+                            "its entries were rewritten")
+    return problems
+
+
 async def verify_with_connection(conn: asyncpg.Connection, public_key: Ed25519PublicKey,
-                                 out: TextIO | None = None) -> int:
+                                 out: TextIO | None = None, known_heads: list[TreeHead] | None = None) -> int:
     """Run the audit on an open connection, print the report; 0 when the log is intact, else 1."""
+    out = out or sys.stdout
     report = await verify_log(conn, public_key)
-    print_report(report, out or sys.stdout)
-    return 0 if report.ok else 1
+    print_report(report, out)
+    problems = await check_known_heads(conn, public_key, known_heads or [])
+    for problem in problems:
+        print(problem, file=out)
+    if known_heads and not problems:
+        print(f"{len(known_heads)} known tree head(s) match the log", file=out)
+    return 0 if report.ok and not problems else 1
 
 
 async def run_verify(dsn: str, settings: Any, *, public_key: str | bytes | Path | None = None,
+                     known_heads: list[Path] | None = None,
                      out: TextIO | None = None, err: TextIO | None = None) -> int:
     """The body of `tenderhall audit verify`: 0 if the whole log verifies, 1 otherwise.
 
@@ -70,6 +121,7 @@ async def run_verify(dsn: str, settings: Any, *, public_key: str | bytes | Path 
     err = err or sys.stderr
     try:
         key = load_verify_key(settings, public_key)
+        heads = load_known_heads(known_heads or [])
     except AuditError as exc:
         print(f"error: {exc}", file=err)
         return 1
@@ -79,6 +131,6 @@ async def run_verify(dsn: str, settings: Any, *, public_key: str | bytes | Path 
         print(f"error: cannot connect to the database: {exc}", file=err)
         return 1
     try:
-        return await verify_with_connection(conn, key, out)
+        return await verify_with_connection(conn, key, out, heads)
     finally:
         await conn.close()

@@ -83,7 +83,8 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     settings = _settings(args)
 
     async def work(conn, dsn):  # type: ignore[no-untyped-def]
-        return await audit.run_verify(dsn, settings)
+        return await audit.run_verify(dsn, settings, public_key=args.public_key,
+                                      known_heads=[Path(p) for p in args.known_head])
 
     return asyncio.run(_with_connection(settings, work))
 
@@ -138,6 +139,11 @@ def build_parser() -> argparse.ArgumentParser:
     audit_sub = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
     verify = audit_sub.add_parser("verify", help="check every log entry, the signed tree heads and their consistency")
     _add_server_options(verify)
+    verify.add_argument("--public-key", help="PEM file of the log key (e.g. saved from /.well-known/tenderhall-log-key); "
+                        "default: the platform key in the data directory")
+    verify.add_argument("--known-head", action="append", default=[], metavar="FILE",
+                        help="a tree head kept outside the platform (JSON: a tree head, a bid receipt or a list); "
+                        "the log must still hold what it signed (repeatable)")
     verify.set_defaults(func=cmd_audit_verify)
 
     user = sub.add_parser("user", help="account administration")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from starlette.testclient import TestClient
 
-from tenderhall import audit, db, log, merkle
+from tenderhall import audit, cli, db, log, merkle
 from tenderhall.app import create_app
 from tenderhall.canonical import canonical_json
 from tenderhall.platform_key import PlatformKey, load_or_create, load_public_pem
@@ -388,3 +389,45 @@ def test_bad_parameters_get_a_400_that_says_what_is_wrong(log_client: Any, datab
     response = client.get(url)
     assert response.status_code == 400, response.text
     assert response.json()["error"]["message"] == message
+
+
+def test_a_log_cut_back_is_caught_by_a_kept_tree_head(database_url: str, settings: Settings, tmp_path: Path) -> None:
+    # Deleting the newest entries with their nodes and heads leaves a log consistent with itself;
+    # only a tree head someone kept (a bidder's receipt) shows what went missing.
+    key = load_or_create(settings.platform_key_path)
+    results = append_many(database_url, key, 9)
+    kept = tmp_path / "receipt.json"
+    kept.write_text(json.dumps({"receipt": "any", "tree_head": results[7].tree_head.as_json()}))
+    out = io.StringIO()
+    assert asyncio.run(audit.run_verify(database_url, settings, known_heads=[kept], out=out)) == 0
+    assert "1 known tree head(s) match the log" in out.getvalue()
+
+    for table, trigger, where in (("log_entries", "log_entries_append_only", "idx >= 6"),
+                                  ("log_tree_heads", "log_tree_heads_append_only", "tree_size > 6")):
+        _tamper(database_url, table, trigger, f"DELETE FROM {table} WHERE {where}")
+    _tamper(database_url, "log_nodes", "log_nodes_append_only",
+            "DELETE FROM log_nodes WHERE (idx + 1) * (1::bigint << level) > 6")
+    assert verify(database_url, key).ok, "the shortened log is consistent with itself"
+    out = io.StringIO()
+    assert asyncio.run(audit.run_verify(database_url, settings, known_heads=[kept], out=out)) == 1
+    assert "known tree head 8: the log holds only 6 entries; entries 6..7 were removed" in out.getvalue()
+
+    forged = results[7].tree_head.as_json() | {"tree_size": 5}
+    kept.write_text(json.dumps(forged))
+    out = io.StringIO()
+    assert asyncio.run(audit.run_verify(database_url, settings, known_heads=[kept], out=out)) == 1
+    assert "known tree head 5: its signature is not the platform key's" in out.getvalue()
+
+
+def test_cli_audit_verify_takes_known_heads(database_url: str, settings: Settings, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
+    key = load_or_create(settings.platform_key_path)
+    head = append_many(database_url, key, 3)[-1].tree_head.as_json()
+    kept = tmp_path / "head.json"
+    kept.write_text(json.dumps(head))
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    assert cli.main(["audit", "verify", "--data-dir", str(settings.data_dir), "--known-head", str(kept)]) == 0
+    assert "1 known tree head(s) match the log" in capsys.readouterr().out
+    (tmp_path / "bad.json").write_text("{}")
+    assert cli.main(["audit", "verify", "--data-dir", str(settings.data_dir), "--known-head", str(tmp_path / "bad.json")]) == 1
+    assert "not a signed tree head" in capsys.readouterr().err
