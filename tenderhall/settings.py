@@ -72,6 +72,8 @@ class Settings:
     pool_min: int = 2
     pool_max: int = 20
     default_language: str = "zh_CN"
+    # Pages show times in the centre's zone; the API always speaks UTC.
+    display_timezone: str = "Asia/Shanghai"
 
     @property
     def storage_dir(self) -> Path:
@@ -103,6 +105,7 @@ class Settings:
             session_hours=_int(env, "TENDERHALL_SESSION_HOURS", 12, 1),
             max_bid_bytes=_int(env, "TENDERHALL_MAX_BID_BYTES", 8 * 2**30, 1),
             default_language=env.get("TENDERHALL_LANGUAGE", "zh_CN"),
+            display_timezone=env.get("TENDERHALL_TIMEZONE", "Asia/Shanghai"),
         )
         if settings.default_language not in ("zh_CN", "en"):
             raise SettingsError("TENDERHALL_LANGUAGE must be zh_CN or en")
