@@ -45,6 +45,7 @@ from tenderhall.canonical import canonical_json  # noqa: E402
 from tenderhall.keyfile import generate_keys, load_public_key_spki_b64url, public_key_spki_b64url  # noqa: E402
 from tenderhall.platform_key import load_public_pem  # noqa: E402
 from trading import receipts, sealing, uploads  # noqa: E402
+from trading.manifest import SealedBid  # noqa: E402
 
 BENCH_DIR = Path(__file__).resolve().parent
 SERVER_SCRIPT = BENCH_DIR / "_server.py"
@@ -462,7 +463,7 @@ def custodian_keys(tender: dict[str, Any]) -> list[ec.EllipticCurvePublicKey]:
 
 
 def seal_to_file(bidder: KeyOwner, tender: dict[str, Any], files: Sequence[tuple[str, Any]], out_path: Path,
-                 lot: str = "L1") -> sealing.SealedBid:
+                 lot: str = "L1") -> SealedBid:
     """Seal a bid for `bidder` into `out_path` (streams are read twice, memory flat).
 
     The file is fsynced, so that writing it back does not compete with the runs that read it.
@@ -500,7 +501,7 @@ def patch_headers(length: int) -> dict[str, str]:
 
 
 async def verify_receipt(public: httpx.AsyncClient, platform_key: Any, receipt: Any, *,
-                         sealed: sealing.SealedBid | None = None, bidder: KeyOwner | None = None,
+                         sealed: SealedBid | None = None, bidder: KeyOwner | None = None,
                          bid_id: str | None = None) -> str | None:
     """Check a receipt from the outside; None when it holds, else the first failed check.
 

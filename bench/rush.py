@@ -53,7 +53,7 @@ from bench._harness import (  # noqa: E402
     patch_headers, percentile, seal_to_file, verify_receipt,
 )
 from tenderhall.keyfile import public_key_spki_b64url  # noqa: E402
-from trading import sealing  # noqa: E402
+from trading.manifest import SealedBid  # noqa: E402
 
 TIMEOUT = httpx.Timeout(connect=15.0, read=120.0, write=120.0, pool=60.0)
 LATE_BEFORE_S = 0.2  # a deliberately late bidder starts at most this long before the deadline...
@@ -70,7 +70,7 @@ class Attempt:
     index: int
     planned_start: float  # epoch seconds
     late: bool
-    sealed: sealing.SealedBid | None = None
+    sealed: SealedBid | None = None
     path: Path | None = None
     start: float = 0.0  # epoch, when the POST went out
     post_status: int | None = None
@@ -128,8 +128,8 @@ async def submit(h: Harness, bidder: KeyOwner, tender_id: str, a: Attempt) -> No
 
 
 async def seal_all(h: Harness, bidders: list[KeyOwner], tender: dict[str, Any], plain_bytes: int) -> list[
-        tuple[sealing.SealedBid, Path]]:
-    def work() -> list[tuple[sealing.SealedBid, Path]]:
+        tuple[SealedBid, Path]]:
+    def work() -> list[tuple[SealedBid, Path]]:
         out = []
         for i, bidder in enumerate(bidders):
             path = h.files / f"bid-{i:04d}.bin"

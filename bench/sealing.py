@@ -24,10 +24,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: E402
 
-from trading import sealing  # noqa: E402
+from trading import bid_format, sealing  # noqa: E402
+from trading.manifest import Manifest, validate_manifest  # noqa: E402
 
 
-def seal(mib: int) -> tuple[bytes, bytes, sealing.Manifest]:
+def seal(mib: int) -> tuple[bytes, bytes, Manifest]:
     signing, decrypting = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
     key = os.urandom(32)
     out = io.BytesIO()
@@ -38,22 +39,22 @@ def seal(mib: int) -> tuple[bytes, bytes, sealing.Manifest]:
         client_time="2026-11-21T00:00:00Z", signing_key=signing, bidder_public_key=decrypting.public_key(),
         custodian_keys=[], threshold=0, out=out, content_key=key,
     )
-    return out.getvalue(), key, sealing.validate_manifest(sealed.manifest)
+    return out.getvalue(), key, validate_manifest(sealed.manifest)
 
 
 def baseline(ciphertext: bytes, key: bytes) -> None:
     """Raw AES-256-GCM over the same chunks plus SHA-256 of the ciphertext: the floor."""
     aead, digest, view = AESGCM(key), hashlib.sha256(), memoryview(ciphertext)
-    step = sealing.CHUNK_SIZE + 16
+    step = bid_format.CHUNK_SIZE + 16
     count = (len(ciphertext) + step - 1) // step
     for i in range(count):
         chunk = view[i * step:(i + 1) * step]
         digest.update(chunk)
-        aead.decrypt(sealing._nonce(i), chunk, sealing._aad(i, i == count - 1))
+        aead.decrypt(bid_format.chunk_nonce(i), chunk, bid_format.chunk_aad(i, i == count - 1))
     digest.hexdigest()
 
 
-def measured(ciphertext: bytes, key: bytes, manifest: sealing.Manifest) -> None:
+def measured(ciphertext: bytes, key: bytes, manifest: Manifest) -> None:
     sealing.open_bid(io.BytesIO(ciphertext), key, manifest)
 
 

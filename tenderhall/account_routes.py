@@ -9,7 +9,7 @@ import asyncpg
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from tenderhall import accounts, keys, log
+from tenderhall import accounts, keys
 from tenderhall.credit_code import CreditCodeError
 from tenderhall.passwords import PasswordPolicyError
 from tenderhall.web import (

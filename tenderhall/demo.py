@@ -12,7 +12,6 @@ import io
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import AsyncIterator
 
 import asyncpg
@@ -21,7 +20,7 @@ from tenderhall import accounts, credit_code, db, keyfile, keys
 from tenderhall.app import resolve_dsn
 from tenderhall.platform_key import load_or_create
 from tenderhall.settings import Settings
-from trading import sealing, service, uploads
+from trading import sealing, service, submission, uploads
 
 PASSWORD = "tenderhall-demo"
 KEY_PASSPHRASE = "demo-keys-passphrase"
@@ -139,9 +138,9 @@ async def _submit(deps: service.Deps, user: accounts.CurrentUser, held: keyfile.
         custodian_keys=custodian_keys, threshold=tender["threshold"], out=out,
     )
     body = {"manifest": sealed.manifest, "signature": sealed.signature}
-    created = await service.create_upload(deps, user, uuid.UUID(tender["id"]), lot, body)
+    created = await submission.create_upload(deps, user, uuid.UUID(tender["id"]), lot, body)
     data = out.getvalue()
-    await service.patch_upload(deps, user, uuid.UUID(created["upload_id"]), offset_header="0",
+    await submission.patch_upload(deps, user, uuid.UUID(created["upload_id"]), offset_header="0",
                                content_type=uploads.OFFSET_CONTENT_TYPE, content_length=str(len(data)),
                                checksum=None, chunks=_one_chunk(data))
 

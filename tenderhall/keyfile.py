@@ -13,10 +13,14 @@ One format on both sides (static/tenderhall/keys.js writes and reads the same by
 
 The iteration count travels in the file so it can be raised later; 600 000 follows the
 OWASP 2023 recommendation for PBKDF2-HMAC-SHA256.
+
+The P-256 public-key helpers both sides share live here too: SubjectPublicKeyInfo DER
+and b64url, and a key's id (lowercase hex SHA-256 of that DER, docs/sealing.md §1).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -41,6 +45,7 @@ __all__ = [
     "encrypt_keyfile",
     "decrypt_keyfile",
     "public_key_spki_der",
+    "key_id",
     "public_key_spki_b64url",
     "load_public_key_spki_b64url",
 ]
@@ -82,6 +87,11 @@ def public_key_spki_der(key: ec.EllipticCurvePublicKey | ec.EllipticCurvePrivate
     """SubjectPublicKeyInfo DER of a public key (or of a private key's public half)."""
     public = key.public_key() if isinstance(key, ec.EllipticCurvePrivateKey) else key
     return public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def key_id(public_key: ec.EllipticCurvePublicKey) -> str:
+    """Lowercase hex SHA-256 of the key's SubjectPublicKeyInfo DER (WebCrypto "spki" export)."""
+    return hashlib.sha256(public_key_spki_der(public_key)).hexdigest()
 
 
 def public_key_spki_b64url(key: ec.EllipticCurvePublicKey | ec.EllipticCurvePrivateKey) -> str:

@@ -12,7 +12,6 @@ Registering a new set revokes the owner's active one in the same transaction.
 from __future__ import annotations
 
 import base64
-import hashlib
 import re
 import uuid
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from tenderhall.canonical import b64url
+from tenderhall.keyfile import key_id, public_key_spki_der
 
 # A P-256 SPKI is 91 bytes (122 base64url characters); anything far larger is not one.
 MAX_SPKI_CHARS = 1024
@@ -97,11 +97,6 @@ class KeySet:
         }
 
 
-def key_id(spki_der: bytes) -> str:
-    """The key's id: lowercase hex SHA-256 of its SubjectPublicKeyInfo DER."""
-    return hashlib.sha256(spki_der).hexdigest()
-
-
 def parse_p256_spki(value: Any, field: str) -> PublicKey:
     """Decode a base64url SPKI DER and check it is an EC P-256 public key in canonical form.
 
@@ -130,10 +125,9 @@ def parse_p256_spki(value: Any, field: str) -> PublicKey:
         raise KeyValidationError("wrong_curve", f"{field} is on curve {key.curve.name}; P-256 (secp256r1) is required")
     # One key, one encoding: a compressed point or trailing bytes would give the same key a
     # second id, so only the canonical encoding (what WebCrypto exports) is accepted.
-    canonical = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    if canonical != der:
+    if public_key_spki_der(key) != der:
         raise KeyValidationError("not_canonical", f"{field} is not in canonical DER form (uncompressed point, no extra bytes)")
-    return PublicKey(der, key_id(der))
+    return PublicKey(der, key_id(key))
 
 
 def validate_key_set(body: Any) -> KeySetInput:

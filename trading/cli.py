@@ -26,6 +26,7 @@ import httpx
 from tenderhall import keyfile
 from tenderhall.platform_key import load_public_pem
 from trading import receipts, sealing
+from trading.seal_errors import SealError
 from trading.tenders import TenderInvalid, check_summary
 
 PATCH_BYTES = 8 << 20
@@ -124,8 +125,8 @@ def cmd_keys_generate(args: argparse.Namespace) -> int:
     with os.fdopen(fd, "wb") as f:
         f.write(data)
     print(f"key file: {out}")
-    print(f"signing key id:    {sealing.key_id(sign.public_key())}")
-    print(f"decryption key id: {sealing.key_id(decrypt.public_key())}")
+    print(f"signing key id:    {keyfile.key_id(sign.public_key())}")
+    print(f"decryption key id: {keyfile.key_id(decrypt.public_key())}")
     return 0
 
 
@@ -183,7 +184,7 @@ def cmd_bid_seal(args: argparse.Namespace) -> int:
                 threshold=tender["threshold"], out=out)
     except OSError as exc:
         raise CliError(f"cannot read a file: {exc}") from None
-    except sealing.SealError as exc:
+    except SealError as exc:
         raise CliError(f"cannot seal: {exc}") from None
     finally:
         for _, handle in handles:

@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from tenderhall.web import PUBLIC, ApiDoc, ApiError, json_ok, read_json, render, roles, route
-from trading import service, uploads
+from trading import service, submission, uploads
 from trading.tenders import (
     DEFAULT_SUMMARY_FIELDS, EVALUATION_METHODS, TradingError, page_bounds, parse_checksum,
 )
@@ -103,7 +103,7 @@ def _check_tus(request: Request) -> None:
 async def api_create_upload(request: Request) -> Response:
     """tus creation: submit the signed manifest; the ciphertext follows by PATCH."""
     _check_tus(request)
-    created = await service.create_upload(_deps(request), request.state.user, _id(request, "tender_id", "tender"),
+    created = await submission.create_upload(_deps(request), request.state.user, _id(request, "tender_id", "tender"),
                                           request.path_params["lot"], await read_json(request))
     location = f"/api/uploads/{created['upload_id']}"
     return json_ok(created, status=201, headers={**TUS_HEADERS, "Location": location, "Upload-Offset": "0",
@@ -113,7 +113,7 @@ async def api_create_upload(request: Request) -> Response:
 @mapped
 async def api_upload_status(request: Request) -> Response:
     """HEAD: Upload-Offset and Upload-Length (tus); GET: the same as JSON with status, bid and receipt."""
-    status = await service.upload_status(_deps(request), request.state.user, _id(request, "upload_id", "upload"))
+    status = await submission.upload_status(_deps(request), request.state.user, _id(request, "upload_id", "upload"))
     headers = {**TUS_HEADERS, "Upload-Offset": str(status["offset"]), "Upload-Length": str(status["length"]),
                "Cache-Control": "no-store"}
     if request.method == "HEAD":
@@ -129,7 +129,7 @@ async def api_patch_upload(request: Request) -> Response:
         checksum = parse_checksum(request.headers.get("upload-checksum"))
     except TradingError as exc:
         raise ApiError(400, exc.code, exc.message, TUS_HEADERS) from None
-    result = await service.patch_upload(
+    result = await submission.patch_upload(
         _deps(request), request.state.user, _id(request, "upload_id", "upload"),
         offset_header=request.headers.get("upload-offset"), content_type=request.headers.get("content-type", ""),
         content_length=request.headers.get("content-length"), checksum=checksum, chunks=request.stream())
@@ -152,26 +152,26 @@ async def api_list_bids(request: Request) -> Response:
             tender_id = uuid.UUID(raw)
         except ValueError:
             raise ApiError(400, "bad_tender", "tender must be a tender id") from None
-    return json_ok(await service.list_bids(_deps(request), request.state.user, tender_id))
+    return json_ok(await submission.list_bids(_deps(request), request.state.user, tender_id))
 
 
 @mapped
 async def api_bid_receipt(request: Request) -> Response:
     """The signed receipt of one of the organisation's bids."""
-    return json_ok(await service.get_receipt(_deps(request), request.state.user, _id(request, "bid_id", "bid")))
+    return json_ok(await submission.get_receipt(_deps(request), request.state.user, _id(request, "bid_id", "bid")))
 
 
 @mapped
 async def api_withdraw_bid(request: Request) -> Response:
     """Withdraw an active bid before the deadline."""
-    return json_ok(await service.withdraw_bid(_deps(request), request.state.user, _id(request, "bid_id", "bid")))
+    return json_ok(await submission.withdraw_bid(_deps(request), request.state.user, _id(request, "bid_id", "bid")))
 
 
 @mapped
 async def api_confirm_bid(request: Request) -> Response:
     """Re-confirm an active bid after the tender changed (signature by the bid's signing key)."""
     data = await read_json(request)
-    return json_ok(await service.confirm_bid(_deps(request), request.state.user, _id(request, "bid_id", "bid"), data))
+    return json_ok(await submission.confirm_bid(_deps(request), request.state.user, _id(request, "bid_id", "bid"), data))
 
 
 # ---------------------------------------------------------------------------- pages
@@ -204,7 +204,7 @@ async def tender_page(request: Request) -> Response:
 async def bid_page(request: Request) -> Response:
     """The bidder's page: fill the opening summary, choose files, seal in the browser and upload."""
     tender_id = _id(request, "tender_id", "tender")
-    context = await service.bidder_context(_deps(request), request.state.user, tender_id)
+    context = await submission.bidder_context(_deps(request), request.state.user, tender_id)
     if context["tender"]["status"] != "published":
         return RedirectResponse(f"/tenders/{tender_id}", status_code=303)
     return render(request, "trading/bid.html", context)

@@ -333,7 +333,7 @@ def check_before_deadline(deadline: datetime, now: datetime) -> None:
 
 
 def match_manifest(manifest: Any, expected: ExpectedSubmission, now: datetime, skew_seconds: int) -> None:
-    """Check a validated sealing.Manifest against the tender, lot and bidder; SubmissionRefused names the field."""
+    """Check a validated trading.manifest.Manifest against the tender, lot and bidder; SubmissionRefused names the field."""
     checks = (
         (manifest.tender == expected.tender, "wrong_tender", "manifest.tender is not this tender"),
         (manifest.lot == expected.lot, "wrong_lot", "manifest.lot is not this lot"),

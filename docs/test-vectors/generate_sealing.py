@@ -21,7 +21,8 @@ from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 
 from tenderhall import keyfile  # noqa: E402
 from tenderhall.canonical import b64url, canonical_json  # noqa: E402
-from trading import sealing  # noqa: E402
+from trading import key_wrap, sealing  # noqa: E402
+from trading.manifest import validate_manifest  # noqa: E402
 
 
 def scalar_key(label: str) -> ec.EllipticCurvePrivateKey:
@@ -57,12 +58,12 @@ def main() -> None:
     keys = {
         "bidder_sign_pkcs8": pkcs8(sign),
         "bidder_sign_spki": keyfile.public_key_spki_b64url(sign),
-        "bidder_sign_key_id": sealing.key_id(sign.public_key()),
+        "bidder_sign_key_id": keyfile.key_id(sign.public_key()),
         "bidder_decrypt_pkcs8": pkcs8(decrypt),
         "bidder_decrypt_spki": keyfile.public_key_spki_b64url(decrypt),
-        "bidder_decrypt_key_id": sealing.key_id(decrypt.public_key()),
+        "bidder_decrypt_key_id": keyfile.key_id(decrypt.public_key()),
         "custodians": [
-            {"pkcs8": pkcs8(c), "spki": keyfile.public_key_spki_b64url(c), "key_id": sealing.key_id(c.public_key())}
+            {"pkcs8": pkcs8(c), "spki": keyfile.public_key_spki_b64url(c), "key_id": keyfile.key_id(c.public_key())}
             for c in custodians
         ],
     }
@@ -102,8 +103,8 @@ def main() -> None:
             threshold=spec["threshold"], out=out, content_key=spec["content_key"], rng=drbg(spec["name"]), **common,
         )
         ciphertext = out.getvalue()
-        manifest = sealing.validate_manifest(sealed.manifest)
-        shares = [sealing.unwrap_share(w.enc, custodians[i]).hex() for w, i in zip(manifest.custodian_wraps, spec["custodians"])]
+        manifest = validate_manifest(sealed.manifest)
+        shares = [key_wrap.unwrap_share(w.enc, custodians[i]).hex() for w, i in zip(manifest.custodian_wraps, spec["custodians"])]
         case = {
             "name": spec["name"],
             "inputs": {

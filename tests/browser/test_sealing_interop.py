@@ -22,7 +22,8 @@ from playwright.sync_api import Page
 
 from tenderhall import keyfile
 from tenderhall.canonical import b64url, b64url_decode, canonical_json
-from trading import sealing
+from trading import bid_container, bid_format, key_wrap, seal_errors, sealing
+from trading.manifest import validate_manifest, verify_signature
 
 ROOT = Path(__file__).resolve().parents[2]
 HARNESS = Path(__file__).resolve().parent / "harness"
@@ -94,14 +95,14 @@ def custodian_backups(count: int) -> list[tuple[ec.EllipticCurvePrivateKey, str]
     return made
 
 
-def open_in_python(manifest: dict, ciphertext: bytes, key: bytes) -> tuple[sealing.OpenedBid, dict[str, bytes]]:
+def open_in_python(manifest: dict, ciphertext: bytes, key: bytes) -> tuple[bid_container.OpenedBid, dict[str, bytes]]:
     files: dict[str, io.BytesIO] = {}
 
     def sink(name: str, size: int) -> io.BytesIO:
         files[name] = io.BytesIO()
         return files[name]
 
-    opened = sealing.open_bid(io.BytesIO(ciphertext), key, sealing.validate_manifest(manifest), sink)
+    opened = sealing.open_bid(io.BytesIO(ciphertext), key, validate_manifest(manifest), sink)
     return opened, {name: f.getvalue() for name, f in files.items()}
 
 
@@ -109,7 +110,7 @@ def test_browser_sealed_bid_opens_in_python_with_bidder_key_and_with_two_custodi
     custodians = custodian_backups(3)
     made = call(harness, "createKeys", ORG, "bidder pass", FAST)
     assert made["extractable"] == [False, False]
-    files = {"技术标.pdf": os.urandom(sealing.CHUNK_SIZE + 500_000), "small.txt": b"hello", "empty.bin": b""}
+    files = {"技术标.pdf": os.urandom(bid_format.CHUNK_SIZE + 500_000), "small.txt": b"hello", "empty.bin": b""}
     sealed = call(harness, "seal", ORG, {
         "summary": SUMMARY,
         "files": [{"name": n, "data": b64url(d)} for n, d in files.items()],
@@ -124,27 +125,27 @@ def test_browser_sealed_bid_opens_in_python_with_bidder_key_and_with_two_custodi
     bidder = keyfile.decrypt_keyfile(made["backup"].encode(), "bidder pass")
     assert spki(bidder.sign) == made["signSpki"] and spki(bidder.decrypt) == made["decryptSpki"]
 
-    sealing.verify_signature(manifest, sealed["signature"], bidder.sign.public_key())
-    checked = sealing.validate_manifest(manifest)
-    assert checked.ciphertext.size == len(ciphertext) > sealing.CHUNK_SIZE + sealing.TAG_SIZE
+    verify_signature(manifest, sealed["signature"], bidder.sign.public_key())
+    checked = validate_manifest(manifest)
+    assert checked.ciphertext.size == len(ciphertext) > bid_format.CHUNK_SIZE + bid_format.TAG_SIZE
     assert sealing.ciphertext_digest(io.BytesIO(ciphertext))[0] == checked.ciphertext.sha256
-    assert checked.bidder_wrap.key == sealing.key_id(bidder.decrypt.public_key())
-    assert [w.custodian for w in checked.custodian_wraps] == [sealing.key_id(k.public_key()) for k, _ in custodians]
+    assert checked.bidder_wrap.key == keyfile.key_id(bidder.decrypt.public_key())
+    assert [w.custodian for w in checked.custodian_wraps] == [keyfile.key_id(k.public_key()) for k, _ in custodians]
 
-    key = sealing.unwrap_bidder_key(checked.bidder_wrap.enc, bidder.decrypt)
+    key = key_wrap.unwrap_bidder_key(checked.bidder_wrap.enc, bidder.decrypt)
     opened, written = open_in_python(manifest, ciphertext, key)
     assert dict(opened.summary) == SUMMARY
     assert written == files
     assert [f.sha256 for f in opened.files] == [hashlib.sha256(d).hexdigest() for d in files.values()]
 
-    shares = [sealing.unwrap_share(checked.custodian_wraps[i].enc, custodians[i][0]) for i in (0, 2)]
-    assert sealing.combine_shares(shares) == key
-    opened_by_custodians, written_by_custodians = open_in_python(manifest, ciphertext, sealing.combine_shares(shares))
+    shares = [key_wrap.unwrap_share(checked.custodian_wraps[i].enc, custodians[i][0]) for i in (0, 2)]
+    assert key_wrap.combine_shares(shares) == key
+    opened_by_custodians, written_by_custodians = open_in_python(manifest, ciphertext, key_wrap.combine_shares(shares))
     assert dict(opened_by_custodians.summary) == SUMMARY and written_by_custodians == files
 
     tampered = bytearray(ciphertext)
-    tampered[sealing.CHUNK_SIZE + sealing.TAG_SIZE + 9] ^= 1
-    with pytest.raises(sealing.ChunkAuthFailed) as caught:
+    tampered[bid_format.CHUNK_SIZE + bid_format.TAG_SIZE + 9] ^= 1
+    with pytest.raises(seal_errors.ChunkAuthFailed) as caught:
         open_in_python(manifest, bytes(tampered), key)
     assert caught.value.index == 1
 
@@ -153,7 +154,7 @@ def test_python_sealed_bid_opens_in_browser_with_a_restored_non_extractable_key(
     sign, decrypt = keyfile.generate_keys()
     backup = keyfile.encrypt_keyfile(ORG, sign, decrypt, "口令 passphrase", FAST).decode()
     custodians = custodian_backups(3)
-    files = [("big.bin", os.urandom(2 * sealing.CHUNK_SIZE + 3)), ("说明.txt", "投标说明".encode()), ("z", b"")]
+    files = [("big.bin", os.urandom(2 * bid_format.CHUNK_SIZE + 3)), ("说明.txt", "投标说明".encode()), ("z", b"")]
     out = io.BytesIO()
     sealed = sealing.seal_bid(
         summary=SUMMARY, files=files, tender="ZB-2025-0042", lot="01", organisation=ORG,
@@ -181,7 +182,7 @@ def test_python_sealed_bid_opens_in_browser_with_a_restored_non_extractable_key(
     assert by_custodians["summary"] == SUMMARY
     assert [f["sha256"] for f in by_custodians["files"]] == [e["sha256"] for e in expected]
 
-    position = sealing.CHUNK_SIZE + sealing.TAG_SIZE + 100
+    position = bid_format.CHUNK_SIZE + bid_format.TAG_SIZE + 100
     assert call(harness, "openTampered", ORG, sealed.manifest, ciphertext, position) == "ChunkAuthFailed:1"
 
 

@@ -20,7 +20,8 @@ from tenderhall.platform_key import load_public_pem
 from tenderhall.settings import Settings
 from tests.factories import login, make_user
 from tests.integration.test_submission import credit_code_of, publish_tender, register_keys, serve, tender_input
-from trading import receipts, sealing, uploads
+from trading import key_wrap, receipts, sealing, uploads
+from trading.manifest import validate_manifest
 
 pytestmark = pytest.mark.browser
 PASSPHRASE = "browser test passphrase"
@@ -106,10 +107,10 @@ def test_bidder_seals_and_submits_in_the_browser(database_url: str, settings: Se
 
     manifest = off_loop(_manifest_of, database_url, bid["upload_id"])
     stored = uploads.bid_path(settings.storage_dir, uuid.UUID(tender["id"]), uuid.UUID(bid["upload_id"]))
-    content_key = sealing.unwrap_bidder_key(manifest["bidder_wrap"]["enc"], decrypt)
+    content_key = key_wrap.unwrap_bidder_key(manifest["bidder_wrap"]["enc"], decrypt)
     sink = io.BytesIO()
     with stored.open("rb") as f:
-        opened = sealing.open_bid(f, content_key, sealing.validate_manifest(manifest),
+        opened = sealing.open_bid(f, content_key, validate_manifest(manifest),
                                   files_out=lambda name, size: sink)
     assert opened.summary == {"price": "4321.50", "duration_days": 365, "quality": "合格 BROWSER-MARKER"}
     assert [f.name for f in opened.files] == ["技术标.bin"] and sink.getvalue() == document

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 
 import jsonschema
@@ -11,8 +10,6 @@ from starlette.routing import Mount
 from starlette.testclient import TestClient
 
 from tenderhall import cli, db
-from tenderhall.app import create_app
-from tenderhall.settings import Settings
 from tenderhall.web import GuardedRoute, GuardedWebSocketRoute
 from tests.factories import login, make_user
 

@@ -10,7 +10,8 @@ from starlette.testclient import TestClient
 from tenderhall import audit, demo, keyfile
 from tenderhall.settings import Settings
 from tests.factories import run_db
-from trading import sealing
+from trading import key_wrap, sealing
+from trading.manifest import validate_manifest
 
 
 def test_demo_seeds_every_role_tenders_and_verifiable_bids(settings: Settings, capsys) -> None:  # type: ignore[no-untyped-def]
@@ -42,8 +43,8 @@ def test_demo_seeds_every_role_tenders_and_verifiable_bids(settings: Settings, c
     row = run_db(settings.database_url, lambda c: c.fetchrow(
         "SELECT u.manifest, b.tender_id, b.upload_id FROM bids b JOIN uploads u ON u.id = b.upload_id "
         "WHERE b.id = $1", uuid.UUID(bids[0]["id"])))
-    manifest = sealing.validate_manifest(row["manifest"])
-    content_key = sealing.unwrap_bidder_key(manifest.bidder_wrap.enc, held.decrypt)
+    manifest = validate_manifest(row["manifest"])
+    content_key = key_wrap.unwrap_bidder_key(manifest.bidder_wrap.enc, held.decrypt)
     stored = settings.storage_dir / "bids" / str(row["tender_id"]) / f"{row['upload_id']}.bin"
     with stored.open("rb") as fh:
         opened = sealing.open_bid(fh, content_key, manifest)

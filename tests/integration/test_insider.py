@@ -29,7 +29,8 @@ from tests.factories import login, make_user, run_db
 from tests.integration.test_submission import (
     SUMMARY, World, credit_code_of, make_world, register_keys, submit,
 )
-from trading import sealing
+from trading import bid_format, key_wrap, seal_errors, sealing
+from trading.manifest import validate_manifest
 
 MARKERS = [b"MARKER-QUALITY", "合格-7f3a".encode(), b"98765432.10", b"MARKER-FILE-PLAINTEXT", b"MARKER-SECOND"]
 
@@ -72,9 +73,9 @@ def _windows(data: bytes) -> Iterator[bytes]:
 
 
 def _first_chunk_opens(key: bytes, manifest: dict[str, Any], blob: bytes) -> bool:
-    n = max(1, -(-manifest["ciphertext"]["size"] // (sealing.CHUNK_SIZE + sealing.TAG_SIZE)))
-    first = blob[: sealing.CHUNK_SIZE + sealing.TAG_SIZE]
-    aad = sealing.CHUNK_AAD_PREFIX + struct.pack(">Q", 0) + (b"\x01" if n == 1 else b"\x00")
+    n = max(1, -(-manifest["ciphertext"]["size"] // (bid_format.CHUNK_SIZE + bid_format.TAG_SIZE)))
+    first = blob[: bid_format.CHUNK_SIZE + bid_format.TAG_SIZE]
+    aad = bid_format.CHUNK_AAD_PREFIX + struct.pack(">Q", 0) + (b"\x01" if n == 1 else b"\x00")
     try:
         AESGCM(key).decrypt(b"\x00" * 4 + struct.pack(">Q", 0), first, aad)
     except InvalidTag:
@@ -96,7 +97,7 @@ def test_insider_with_database_and_disk_cannot_open_bids(client: TestClient, dat
     bids.append(submit(client, world2, summary={**SUMMARY, "quality": "MARKER-SECOND"},
                        files=[("c.txt", b"MARKER-FILE-PLAINTEXT three")]))
     owners = [world.bidder_keys, world.bidder_keys, second_keys]
-    content_keys = [sealing.unwrap_bidder_key(b["sealed"].manifest["bidder_wrap"]["enc"], k.decrypt)
+    content_keys = [key_wrap.unwrap_bidder_key(b["sealed"].manifest["bidder_wrap"]["enc"], k.decrypt)
                     for b, k in zip(bids, owners)]
 
     # --- everything the insider can read
@@ -136,9 +137,9 @@ def test_insider_with_database_and_disk_cannot_open_bids(client: TestClient, dat
     for key in ec_keys:  # kept for clarity should the assertion above ever be relaxed
         for b in bids:
             try:
-                sealing.unwrap_bidder_key(b["sealed"].manifest["bidder_wrap"]["enc"], key)
+                key_wrap.unwrap_bidder_key(b["sealed"].manifest["bidder_wrap"]["enc"], key)
                 raise AssertionError("a server-side key opened a bid")
-            except sealing.WrapInvalid:
+            except seal_errors.WrapInvalid:
                 pass
 
     # --- no 32-byte value scraped from the database or the disk decrypts a first chunk
@@ -161,11 +162,11 @@ def test_insider_with_database_and_disk_cannot_open_bids(client: TestClient, dat
                                         "a long passphrase", iterations=1000))
     opened_keys = decrypt_keyfile(keyfile.read_bytes(), "a long passphrase")
     manifest = bids[0]["sealed"].manifest
-    k = sealing.unwrap_bidder_key(manifest["bidder_wrap"]["enc"], opened_keys.decrypt)
-    opened = sealing.open_bid(io.BytesIO(stored[bids[0]["upload_id"]]), k, sealing.validate_manifest(manifest))
+    k = key_wrap.unwrap_bidder_key(manifest["bidder_wrap"]["enc"], opened_keys.decrypt)
+    opened = sealing.open_bid(io.BytesIO(stored[bids[0]["upload_id"]]), k, validate_manifest(manifest))
     assert opened.summary == SUMMARY
     try:
-        sealing.unwrap_bidder_key(bids[2]["sealed"].manifest["bidder_wrap"]["enc"], opened_keys.decrypt)
+        key_wrap.unwrap_bidder_key(bids[2]["sealed"].manifest["bidder_wrap"]["enc"], opened_keys.decrypt)
         raise AssertionError("one bidder's key opened another's bid")
-    except sealing.WrapInvalid:
+    except seal_errors.WrapInvalid:
         pass

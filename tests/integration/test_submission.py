@@ -25,7 +25,8 @@ from tenderhall.keyfile import generate_keys, load_public_key_spki_b64url, publi
 from tenderhall.platform_key import load_public_pem
 from tenderhall.settings import Settings
 from tests.factories import TestUser as User, login, make_user, run_db
-from trading import receipts, sealing
+from trading import key_wrap, receipts, sealing
+from trading.manifest import SealedBid, validate_manifest
 
 SUMMARY = {"price": "98765432.10", "duration_days": 180, "quality": "MARKER-QUALITY-合格-7f3a"}
 FILE_TEXT = b"MARKER-FILE-PLAINTEXT-technical-proposal-" + b"x" * 1000
@@ -106,7 +107,7 @@ def client_time(delta: timedelta = timedelta()) -> str:
 
 
 def seal(world: World, *, lot: str = "L1", summary: dict[str, Any] | None = None,
-         files: list[tuple[str, bytes]] | None = None, **overrides: Any) -> tuple[sealing.SealedBid, bytes]:
+         files: list[tuple[str, bytes]] | None = None, **overrides: Any) -> tuple[SealedBid, bytes]:
     tender = world.tender
     out = io.BytesIO()
     args: dict[str, Any] = dict(
@@ -120,7 +121,7 @@ def seal(world: World, *, lot: str = "L1", summary: dict[str, Any] | None = None
     return sealed, out.getvalue()
 
 
-def create_upload(client: TestClient, world: World, sealed: sealing.SealedBid, *, lot: str = "L1",
+def create_upload(client: TestClient, world: World, sealed: SealedBid, *, lot: str = "L1",
                   tender_id: str | None = None) -> httpx.Response:
     tid = tender_id or world.tender["id"]
     return client.post(f"/api/tenders/{tid}/lots/{lot}/uploads", json=sealed.submission(),
@@ -225,13 +226,13 @@ def test_sealed_bid_is_received_with_a_verifiable_receipt(client: TestClient, wo
     assert [b["id"] for b in bids] == [done["bid"]]
     # The stored ciphertext opens with the bidder's key only.
     upload = done["sealed"].manifest
-    key = sealing.unwrap_bidder_key(upload["bidder_wrap"]["enc"], world.bidder_keys.decrypt)
-    opened = sealing.open_bid(io.BytesIO(done["blob"]), key, sealing.validate_manifest(upload))
+    key = key_wrap.unwrap_bidder_key(upload["bidder_wrap"]["enc"], world.bidder_keys.decrypt)
+    opened = sealing.open_bid(io.BytesIO(done["blob"]), key, validate_manifest(upload))
     assert opened.summary == SUMMARY
     # ... or with 2 of the 3 custodians.
-    shares = [sealing.unwrap_share(w["enc"], k.decrypt) for w, k in
+    shares = [key_wrap.unwrap_share(w["enc"], k.decrypt) for w, k in
               list(zip(upload["custodian_wraps"], world.custodian_keys))[1:]]
-    assert sealing.combine_shares(shares) == key
+    assert key_wrap.combine_shares(shares) == key
     assert client.get(f"/api/tenders/{world.tender['id']}").json()["tender"]["bids_received"] == 1
 
 
@@ -287,7 +288,7 @@ def test_each_refused_creation_writes_nothing(client: TestClient, world: World, 
     _refused(client, dsn, create_upload(client, world, sealed, lot="L9"), 404, "lot_not_found", before)
     # Bad signature: a field changed after signing.
     sealed, _ = seal(world)
-    forged = sealing.SealedBid({**sealed.manifest, "client_time": client_time(timedelta(seconds=1))}, sealed.signature)
+    forged = SealedBid({**sealed.manifest, "client_time": client_time(timedelta(seconds=1))}, sealed.signature)
     _refused(client, dsn, create_upload(client, world, forged), 422, "bad_signature", before)
     # Signed with another key than the organisation's.
     other_sign, _ = generate_keys()

@@ -13,7 +13,7 @@ from starlette.testclient import TestClient
 from tenderhall.canonical import b64url
 from tests.factories import login, make_user, run_db
 from tests.integration.test_submission import SUMMARY, make_world, register_keys, submit, tender_input
-from trading.sealing import key_id
+from tenderhall.keyfile import key_id
 from trading.tenders import confirmation_message
 
 
