@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -95,7 +95,12 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 """
 SELECT_UPLOAD = "SELECT * FROM uploads WHERE id = $1"
 SELECT_UPLOAD_FOR_UPDATE = "SELECT * FROM uploads WHERE id = $1 FOR UPDATE"
-SET_OFFSET = """UPDATE uploads SET "offset" = $2, updated_at = now() WHERE id = $1 AND status = 'receiving'"""
+SET_OFFSET = """UPDATE uploads SET "offset" = $2, updated_at = now(), claimed_until = clock_timestamp() + $4::interval
+                WHERE id = $1 AND status = 'receiving' AND claim_token = $3"""
+CLAIM_UPLOAD = """UPDATE uploads SET claim_token = $2, claimed_until = clock_timestamp() + $3::interval
+                  WHERE id = $1 AND (claimed_until IS NULL OR claimed_until < clock_timestamp()) RETURNING id"""
+RENEW_CLAIM = """UPDATE uploads SET claimed_until = clock_timestamp() + $3::interval WHERE id = $1 AND claim_token = $2"""
+RELEASE_CLAIM = "UPDATE uploads SET claim_token = NULL, claimed_until = NULL WHERE id = $1 AND claim_token = $2"
 FAIL_UPLOAD = "UPDATE uploads SET status = 'failed', failure = $2, updated_at = now() WHERE id = $1"
 COMPLETE_UPLOAD = """UPDATE uploads SET status = 'complete', "offset" = length, updated_at = now() WHERE id = $1"""
 
@@ -229,8 +234,22 @@ async def upload(conn: asyncpg.Connection, upload_id: uuid.UUID, *, for_update: 
     return await conn.fetchrow(SELECT_UPLOAD_FOR_UPDATE if for_update else SELECT_UPLOAD, upload_id)
 
 
-async def set_offset(conn: asyncpg.Connection, upload_id: uuid.UUID, offset: int) -> None:
-    await conn.execute(SET_OFFSET, upload_id, offset)
+async def set_offset(conn: asyncpg.Connection, upload_id: uuid.UUID, offset: int, claim: uuid.UUID,
+                     lease: timedelta) -> bool:
+    """Record the offset (renewing the claim); False if this PATCH no longer holds the upload."""
+    return await conn.execute(SET_OFFSET, upload_id, offset, claim, lease) == "UPDATE 1"
+
+
+async def claim_upload(conn: asyncpg.Connection, upload_id: uuid.UUID, claim: uuid.UUID, lease: timedelta) -> bool:
+    return await conn.fetchval(CLAIM_UPLOAD, upload_id, claim, lease) is not None
+
+
+async def renew_claim(conn: asyncpg.Connection, upload_id: uuid.UUID, claim: uuid.UUID, lease: timedelta) -> bool:
+    return await conn.execute(RENEW_CLAIM, upload_id, claim, lease) == "UPDATE 1"
+
+
+async def release_claim(conn: asyncpg.Connection, upload_id: uuid.UUID, claim: uuid.UUID) -> None:
+    await conn.execute(RELEASE_CLAIM, upload_id, claim)
 
 
 async def fail_upload(conn: asyncpg.Connection, upload_id: uuid.UUID, failure: str) -> None:

@@ -9,8 +9,10 @@ and issues receipts.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import uuid
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, AsyncIterator
 
@@ -28,6 +30,9 @@ from trading.tenders import (
     ExpectedSubmission, NotFound, StateConflict, SubmissionRefused, TooLarge, TradingError, check_before_deadline,
     confirmation_message, iso, match_manifest, needs_confirmation, verify_raw_ecdsa,
 )
+
+# A PATCH's claim on its upload; renewed every third of it while the body streams in.
+CLAIM_LEASE = timedelta(seconds=60)
 
 
 def _public_key(spki: bytes) -> ec.EllipticCurvePublicKey:
@@ -139,8 +144,8 @@ async def patch_upload(deps: Deps, user: CurrentUser, upload_id: uuid.UUID, *, o
     """tus PATCH: append the body at Upload-Offset; on the last byte, verify and record the bid.
 
     Refusals: 415 wrong content type, 400 bad Upload-Offset, 404, 409 offset_mismatch /
-    deadline_passed / upload_complete / upload_failed, 423 upload_locked (another PATCH is
-    running), 413 upload_too_long, 460 checksum_mismatch, 422 digest_mismatch (the upload fails).
+    deadline_passed / upload_complete / upload_failed / upload_locked (another PATCH, on any
+    server instance, holds the upload), 413 upload_too_long, 460 checksum_mismatch, 422 digest_mismatch (the upload fails).
     Returns {"offset", "length", "complete", "bid"?, "receipt"?}.
     """
     if content_type.split(";")[0].strip().lower() != uploads.OFFSET_CONTENT_TYPE:
@@ -149,24 +154,23 @@ async def patch_upload(deps: Deps, user: CurrentUser, upload_id: uuid.UUID, *, o
     if offset_header is None or not offset_header.isdigit():
         raise TradingError("Upload-Offset is required: a non-negative integer", code="bad_offset_header")
     offset = int(offset_header)
-    lock = deps.registry.lock(upload_id)
-    if lock.locked():
-        raise StateConflict("another PATCH of this upload is running", code="upload_locked")
-    async with lock:
-        async with deps.pool.acquire() as conn:
-            row = await _own_upload(conn, user, upload_id)
-            tender = await store.tender(conn, row["tender_id"])
-            now = await server_now(conn)
-        path = uploads.incoming_path(deps.settings.storage_dir, upload_id)
-        if row["status"] == "complete":
-            raise StateConflict("this upload is complete", code="upload_complete")
-        if row["status"] == "failed":
-            raise StateConflict(f"this upload failed ({row['failure']}); start a new one", code="upload_failed")
+    async with deps.pool.acquire() as conn:
+        row = await _own_upload(conn, user, upload_id)
+        tender = await store.tender(conn, row["tender_id"])
+        now = await server_now(conn)
+    path = uploads.incoming_path(deps.settings.storage_dir, upload_id)
+    if row["status"] == "complete":
+        raise StateConflict("this upload is complete", code="upload_complete")
+    if row["status"] == "failed":
+        raise StateConflict(f"this upload failed ({row['failure']}); start a new one", code="upload_failed")
+    async with _claimed(deps, upload_id) as claim:
         if now >= tender["deadline"]:
             await _fail(deps, upload_id, "deadline_passed", path)
             check_before_deadline(tender["deadline"], now)
-        if offset != row["offset"]:
-            raise StateConflict(f"Upload-Offset {offset} is not the upload's offset {row['offset']}; ask with HEAD",
+        async with deps.pool.acquire() as conn:
+            current = (await store.upload(conn, upload_id))["offset"]  # the claim makes this read stable
+        if offset != current:
+            raise StateConflict(f"Upload-Offset {offset} is not the upload's offset {current}; ask with HEAD",
                                 code="offset_mismatch")
         length = row["length"]
         if content_length and content_length.isdigit() and offset + int(content_length) > length:
@@ -175,13 +179,44 @@ async def patch_upload(deps: Deps, user: CurrentUser, upload_id: uuid.UUID, *, o
 
         async def record(position: int) -> None:
             async with deps.pool.acquire() as c:
-                await store.set_offset(c, upload_id, position)
+                if not await store.set_offset(c, upload_id, position, claim, CLAIM_LEASE):
+                    raise StateConflict("this PATCH lost its claim on the upload; resume with HEAD",
+                                        code="upload_locked")
 
         received = await uploads.receive(chunks, path, progress, length, checksum, record)
         await record(received.offset)
         if received.disconnected or received.offset < length:
             return {"offset": received.offset, "length": length, "complete": False}
         return await _complete(deps, user, row, progress.digest.hexdigest(), path)
+
+
+@contextlib.asynccontextmanager
+async def _claimed(deps: Deps, upload_id: uuid.UUID) -> AsyncIterator[uuid.UUID]:
+    """Hold the upload's database claim for the PATCH, renewing it while the body streams in.
+
+    StateConflict upload_locked when another PATCH (on any server instance) holds it.
+    """
+    claim = uuid.uuid4()
+    async with deps.pool.acquire() as conn:
+        if not await store.claim_upload(conn, upload_id, claim, CLAIM_LEASE):
+            raise StateConflict("another PATCH of this upload is running (or was cut off under a minute ago); "
+                                "retry shortly", code="upload_locked")
+
+    async def renew() -> None:
+        while True:
+            await asyncio.sleep(CLAIM_LEASE.total_seconds() / 3)
+            async with deps.pool.acquire() as conn:
+                await store.renew_claim(conn, upload_id, claim, CLAIM_LEASE)
+
+    renewer = asyncio.create_task(renew())
+    try:
+        yield claim
+    finally:
+        renewer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await renewer
+        async with deps.pool.acquire() as conn:
+            await store.release_claim(conn, upload_id, claim)
 
 
 async def _complete(deps: Deps, user: CurrentUser, upload: asyncpg.Record, sha256: str, path: Path) -> dict[str, Any]:

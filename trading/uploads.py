@@ -51,22 +51,15 @@ class _Progress:
 
 @dataclass
 class UploadRegistry:
-    """Per app instance: one lock and one running hash per upload being received.
+    """Per app instance: the running hash of each upload being received (a cache; the file is the truth).
 
     Hangs off the Starlette app (not a module global) so each app, and each test, has its own.
     """
 
-    locks: dict[uuid.UUID, asyncio.Lock] = field(default_factory=dict)
     progress: dict[uuid.UUID, _Progress] = field(default_factory=dict)
-
-    def lock(self, upload_id: uuid.UUID) -> asyncio.Lock:
-        return self.locks.setdefault(upload_id, asyncio.Lock())
 
     def forget(self, upload_id: uuid.UUID) -> None:
         self.progress.pop(upload_id, None)
-        lock = self.locks.get(upload_id)
-        if lock is not None and not lock.locked():
-            del self.locks[upload_id]
 
 
 def registry_of(app: Any) -> UploadRegistry:

@@ -537,3 +537,38 @@ def test_long_patch_records_its_offset_on_the_way_and_keeps_bytes_on_disconnect(
     expected = hashlib.sha256(piece * (total // len(piece))).hexdigest()
     assert progress.digest.hexdigest() == expected and progress.position == total
     assert next(tmp_path.rglob("*.part")).stat().st_size == total
+
+
+def test_an_upload_claimed_by_another_instance_is_refused_until_the_claim_ends(
+        client: TestClient, world: World, database_url: str, settings: Settings) -> None:
+    from trading import store, submission
+
+    sealed, blob = seal(world)
+    upload_id = create_upload(client, world, sealed).json()["upload_id"]
+    # Another server instance is in the middle of a PATCH of this upload: its claim is in the database.
+    other = uuid.uuid4()
+    assert run_db(database_url, lambda c: store.claim_upload(c, uuid.UUID(upload_id), other, submission.CLAIM_LEASE))
+    refused = patch(client, upload_id, 0, blob)
+    assert refused.status_code == 409 and refused.json()["error"]["code"] == "upload_locked"
+    assert run_db(database_url, lambda c: c.fetchval('SELECT "offset" FROM uploads WHERE id = $1', uuid.UUID(upload_id))) == 0
+
+    # A claim left by a crashed instance expires by itself; then the upload goes on.
+    run_db(database_url, lambda c: c.execute(
+        "UPDATE uploads SET claimed_until = clock_timestamp() - interval '1 second' WHERE id = $1", uuid.UUID(upload_id)))
+    done = patch(client, upload_id, 0, blob)
+    assert done.status_code == 200, done.text
+    claim = run_db(database_url, lambda c: c.fetchrow("SELECT claim_token, claimed_until FROM uploads WHERE id = $1",
+                                                      uuid.UUID(upload_id)))
+    assert claim["claim_token"] is None and claim["claimed_until"] is None, "the PATCH released its claim"
+
+
+def test_a_patch_that_lost_its_claim_stops_recording(database_url: str, client: TestClient, world: World) -> None:
+    from trading import store, submission
+
+    sealed, _ = seal(world)
+    upload_id = uuid.UUID(create_upload(client, world, sealed).json()["upload_id"])
+    mine, theirs = uuid.uuid4(), uuid.uuid4()
+    assert run_db(database_url, lambda c: store.claim_upload(c, upload_id, mine, submission.CLAIM_LEASE))
+    assert not run_db(database_url, lambda c: store.claim_upload(c, upload_id, theirs, submission.CLAIM_LEASE))
+    assert run_db(database_url, lambda c: store.set_offset(c, upload_id, 0, mine, submission.CLAIM_LEASE))
+    assert not run_db(database_url, lambda c: store.set_offset(c, upload_id, 0, theirs, submission.CLAIM_LEASE))
