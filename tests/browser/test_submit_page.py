@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -27,31 +26,11 @@ pytestmark = pytest.mark.browser
 PASSPHRASE = "browser test passphrase"
 
 
-def off_loop(func, *args, **kwargs):  # type: ignore[no-untyped-def]
-    """Run a factory in a worker thread: sync Playwright keeps an event loop running in this one."""
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(func, *args, **kwargs).result()
-
-
-@pytest.fixture
-def database_url(request: pytest.FixtureRequest) -> str:
-    # The shared session fixture migrates with asyncio.run(), which cannot run in this thread
-    # once sync Playwright's loop is up (another browser test may have started it): set it up
-    # from a worker thread instead.
-    return off_loop(request.getfixturevalue, "database_url")
-
-
-@pytest.fixture
-def settings(database_url: str, tmp_path: Path) -> Settings:
-    return Settings(database_url=database_url, data_dir=tmp_path / "data", scrypt_n=2**10, cookie_secure=False,
-                    pool_min=1, pool_max=8)
-
-
 def test_bidder_seals_and_submits_in_the_browser(database_url: str, settings: Settings, page: Page,
                                                  tmp_path: Path) -> None:
-    agent = off_loop(make_user, database_url, "agent")
-    custodians = [off_loop(make_user, database_url, "custodian") for _ in range(2)]
-    bidder = off_loop(make_user, database_url, "bidder")
+    agent = make_user(database_url, "agent")
+    custodians = [make_user(database_url, "custodian") for _ in range(2)]
+    bidder = make_user(database_url, "bidder")
     sign, decrypt = generate_keys()
     backup = tmp_path / "keys-backup.json"
     backup.write_bytes(encrypt_keyfile(f"organisation:{bidder.organisation_id}", sign, decrypt, PASSPHRASE,
@@ -103,9 +82,9 @@ def test_bidder_seals_and_submits_in_the_browser(database_url: str, settings: Se
             status = api.get(f"/api/uploads/{bid['upload_id']}").json()
         receipts.verify_receipt(receipt, key)
         assert receipt["log_index"] == log_index and bid["lot"] == "L2"
-        assert receipt["organisation"] == off_loop(credit_code_of, database_url, bidder.organisation_id)
+        assert receipt["organisation"] == credit_code_of(database_url, bidder.organisation_id)
 
-    manifest = off_loop(_manifest_of, database_url, bid["upload_id"])
+    manifest = _manifest_of(database_url, bid["upload_id"])
     stored = uploads.bid_path(settings.storage_dir, uuid.UUID(tender["id"]), uuid.UUID(bid["upload_id"]))
     content_key = key_wrap.unwrap_bidder_key(manifest["bidder_wrap"]["enc"], decrypt)
     sink = io.BytesIO()
@@ -125,8 +104,8 @@ def _manifest_of(dsn: str, upload_id: str) -> dict:
 
 def test_agent_creates_publishes_and_clarifies_a_tender_in_the_browser(database_url: str, settings: Settings,
                                                                         page: Page) -> None:
-    agent = off_loop(make_user, database_url, "agent")
-    custodians = [off_loop(make_user, database_url, "custodian") for _ in range(2)]
+    agent = make_user(database_url, "agent")
+    custodians = [make_user(database_url, "custodian") for _ in range(2)]
     with serve(settings) as base:
         with httpx.Client(base_url=base) as api:
             for custodian in custodians:
