@@ -190,6 +190,48 @@ async def get_user(conn: asyncpg.Connection, user_id: uuid.UUID) -> CurrentUser 
     return _user(row) if row else None
 
 
+# --- administration views: organisations and users as the admin pages list them -------------
+
+_ORGANISATION_COLUMNS = "id, credit_code, name, kind, created_at"
+_LIST_ORGANISATIONS = f"SELECT {_ORGANISATION_COLUMNS} FROM organisations ORDER BY name, id LIMIT $1 OFFSET $2"
+_COUNT_ORGANISATIONS = "SELECT count(*) FROM organisations"
+_GET_ORGANISATION = f"SELECT {_ORGANISATION_COLUMNS} FROM organisations WHERE id = $1"
+_USER_DETAILS = f"""
+SELECT {_USER_COLUMNS}, u.disabled, u.created_at
+FROM users u LEFT JOIN organisations o ON o.id = u.organisation_id"""
+_LIST_USERS = _USER_DETAILS + " ORDER BY u.username LIMIT $1 OFFSET $2"
+_COUNT_USERS = "SELECT count(*) FROM users"
+_GET_USER_DETAILS = _USER_DETAILS + " WHERE u.id = $1"
+
+
+async def list_organisations(conn: asyncpg.Connection, limit: int, offset: int) -> list[asyncpg.Record]:
+    """Organisations by name (id, credit_code, name, kind, created_at)."""
+    return await conn.fetch(_LIST_ORGANISATIONS, limit, offset)
+
+
+async def count_organisations(conn: asyncpg.Connection) -> int:
+    return await conn.fetchval(_COUNT_ORGANISATIONS)
+
+
+async def get_organisation(conn: asyncpg.Connection, organisation_id: uuid.UUID) -> asyncpg.Record | None:
+    """One organisation's row, or None."""
+    return await conn.fetchrow(_GET_ORGANISATION, organisation_id)
+
+
+async def list_users(conn: asyncpg.Connection, limit: int, offset: int) -> list[asyncpg.Record]:
+    """Users by username, with organisation name, `disabled` and `created_at`."""
+    return await conn.fetch(_LIST_USERS, limit, offset)
+
+
+async def count_users(conn: asyncpg.Connection) -> int:
+    return await conn.fetchval(_COUNT_USERS)
+
+
+async def get_user_details(conn: asyncpg.Connection, user_id: uuid.UUID) -> asyncpg.Record | None:
+    """One user's row as `list_users` gives it, or None."""
+    return await conn.fetchrow(_GET_USER_DETAILS, user_id)
+
+
 async def create_session(conn: asyncpg.Connection, user_id: uuid.UUID, ip: str, hours: int) -> tuple[str, str]:
     """Start a session; return (session token for the cookie, CSRF token)."""
     token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)

@@ -15,24 +15,20 @@ JSON encodings: hashes are lowercase hex, signatures unpadded base64url.
 from __future__ import annotations
 
 import binascii
-import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Mapping, Sequence
 
 import asyncpg
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from tenderhall import db, merkle
 from tenderhall.canonical import b64url, b64url_decode, canonical_json
-from tenderhall.platform_key import PlatformKey, load_public_pem, verify_with
+from tenderhall.platform_key import PlatformKey, as_public_key, key_id_of, verify_with
 
 LOG_NAME = "tenderhall"
 MAX_PAGE = 100
-# A verify report lists this many problems; the first one is what matters, the rest is context.
-MAX_PROBLEMS = 20
 
 
 class LogError(ValueError):
@@ -97,12 +93,6 @@ class TreeHead:
         return self.key_id == key_id_of(public_key) and verify_with(public_key, self.signature, self.message())
 
 
-def key_id_of(public_key: Ed25519PublicKey) -> str:
-    """The key id the platform uses: SHA-256 of the SubjectPublicKeyInfo DER, hex."""
-    der = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    return hashlib.sha256(der).hexdigest()
-
-
 @dataclass(frozen=True)
 class LogEntry:
     index: int
@@ -162,14 +152,15 @@ _LATEST_HEAD = "SELECT * FROM log_tree_heads ORDER BY tree_size DESC LIMIT 1"
 _HEAD = "SELECT * FROM log_tree_heads WHERE tree_size = $1"
 _ENTRY = "SELECT idx, kind, body, leaf_hash, created_at FROM log_entries WHERE idx = $1"
 _ENTRIES = "SELECT idx, kind, body, leaf_hash, created_at FROM log_entries WHERE idx >= $1 ORDER BY idx LIMIT $2"
-# verify_log streams: entries by index, nodes in the order appends complete them (by the last
-# leaf they cover, then lowest level first), tree heads by size.
+# The full audit (audit.verify_log) streams: entries by index, nodes in the order appends
+# complete them (by the last leaf they cover, then lowest level first), tree heads by size.
 _STREAM_ENTRIES = "SELECT idx, body, leaf_hash FROM log_entries ORDER BY idx"
 _STREAM_NODES = "SELECT level, idx, hash FROM log_nodes ORDER BY ((idx + 1) << level) - 1, level"
 _STREAM_HEADS = "SELECT * FROM log_tree_heads ORDER BY tree_size"
 
 
-def _head(row: asyncpg.Record) -> TreeHead:
+def head_from_row(row: asyncpg.Record) -> TreeHead:
+    """The TreeHead a log_tree_heads row holds."""
     return TreeHead(row["tree_size"], bytes(row["root_hash"]), iso_utc(row["signed_at"]),
                     bytes(row["signature"]), row["key_id"])
 
@@ -247,13 +238,13 @@ async def append_entry(conn: asyncpg.Connection, signer: PlatformKey, kind: str,
 async def latest_tree_head(conn: asyncpg.Connection) -> TreeHead | None:
     """The newest signed tree head; None while the log is empty."""
     row = await conn.fetchrow(_LATEST_HEAD)
-    return _head(row) if row else None
+    return head_from_row(row) if row else None
 
 
 async def tree_head(conn: asyncpg.Connection, size: int) -> TreeHead | None:
     """The signed head for exactly `size` entries, or None."""
     row = await conn.fetchrow(_HEAD, size)
-    return _head(row) if row else None
+    return head_from_row(row) if row else None
 
 
 async def entry(conn: asyncpg.Connection, index: int) -> LogEntry | None:
@@ -302,10 +293,6 @@ def _as_hash(item: bytes | str) -> bytes:
     return bytes.fromhex(item) if isinstance(item, str) else bytes(item)
 
 
-def _as_public_key(key: Ed25519PublicKey | str | bytes) -> Ed25519PublicKey:
-    return key if isinstance(key, Ed25519PublicKey) else load_public_pem(key)
-
-
 def verify_receipt_proof(
     entry_bytes: bytes,
     index: int,
@@ -320,7 +307,7 @@ def verify_receipt_proof(
     proof (hashes as bytes or hex). Never raises: malformed input is simply False.
     """
     try:
-        key = _as_public_key(platform_public_key)
+        key = as_public_key(platform_public_key)
         head = TreeHead.from_json(tree_head_json)
         if not head.verify(key):
             return False
@@ -333,211 +320,20 @@ def verify_receipt_proof(
     return merkle.verify_inclusion(merkle.leaf_hash(entry_bytes), index, head.tree_size, path, head.root_hash)
 
 
-# --- full audit ---------------------------------------------------------------------------
+# --- streams for the full audit -----------------------------------------------------------
+# Server-side cursors: call them inside a transaction (audit.verify_log takes one snapshot).
 
 
-@dataclass(frozen=True)
-class VerifyReport:
-    """The outcome of `verify_log`: problems in the order found (the first one names the fault)."""
-
-    entries: int
-    tree_heads: int
-    problems: tuple[str, ...]
-    first_bad_entry: int | None
-    more_problems: int = 0
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-    def lines(self) -> list[str]:
-        if self.ok:
-            return [f"OK: {self.entries} entries, {self.tree_heads} signed tree heads; every leaf, node, "
-                    "signature and consistency proof checks out"]
-        out = [f"FAILED: {self.entries} entries, {self.tree_heads} signed tree heads checked"]
-        if self.first_bad_entry is not None:
-            out.append(f"first bad entry: {self.first_bad_entry}")
-        out += [f"  {p}" for p in self.problems]
-        if self.more_problems:
-            out.append(f"  … and {self.more_problems} more problems")
-        return out
+async def entry_cursor(conn: asyncpg.Connection) -> asyncpg.cursor.Cursor:
+    """Every entry (idx, body, leaf_hash) by index."""
+    return await conn.cursor(_STREAM_ENTRIES)
 
 
-@dataclass
-class _Audit:
-    problems: list[str] = field(default_factory=list)
-    more: int = 0
-    first_bad_entry: int | None = None
-
-    def problem(self, text: str, entry_index: int | None = None) -> None:
-        if entry_index is not None and self.first_bad_entry is None:
-            self.first_bad_entry = entry_index
-        if len(self.problems) < MAX_PROBLEMS:
-            self.problems.append(text)
-        else:
-            self.more += 1
+async def node_cursor(conn: asyncpg.Connection) -> asyncpg.cursor.Cursor:
+    """Every stored tree node (level, idx, hash) in the order appends complete them."""
+    return await conn.cursor(_STREAM_NODES)
 
 
-class _Stream:
-    """A server-side cursor read in batches, with one row of look-ahead."""
-
-    def __init__(self, cursor: Any, batch: int = 500) -> None:
-        self.cursor, self.batch, self.buffer, self.done = cursor, batch, [], False
-
-    async def peek(self) -> asyncpg.Record | None:
-        if not self.buffer and not self.done:
-            self.buffer = list(reversed(await self.cursor.fetch(self.batch)))
-            self.done = len(self.buffer) < self.batch
-        return self.buffer[-1] if self.buffer else None
-
-    async def pop(self) -> asyncpg.Record | None:
-        row = await self.peek()
-        if row is not None:
-            self.buffer.pop()
-        return row
-
-
-def _fold(frontier: list[tuple[int, int, bytes]]) -> bytes:
-    """MTH of the tree whose maximal perfect subtrees are `frontier` (left to right)."""
-    if not frontier:
-        return merkle.EMPTY_ROOT
-    current = frontier[-1][2]
-    for _, _, h in reversed(frontier[:-1]):
-        current = merkle.node_hash(h, current)
-    return current
-
-
-async def verify_log(conn: asyncpg.Connection, public_key: Ed25519PublicKey | str | bytes) -> VerifyReport:
-    """Recompute the whole log from the stored entry bytes and check everything stored against it.
-
-    One repeatable-read snapshot; entries, nodes and heads are streamed with cursors and the
-    recomputed tree is kept as its O(log n) frontier, so memory stays flat. Checks, in entry
-    order: indexes are 0..n-1 without gaps; each stored body hashes to its stored leaf hash;
-    every perfect node equals the stored log_nodes row (level 0 included, so a body rewritten
-    together with its leaf hash is caught there while log_nodes is intact); every size has a
-    signed head whose key id and signature verify and whose root equals the recomputed root;
-    consecutive heads are consistent (a proof generated from the recomputed tree verifies
-    against both signed roots).
-
-    What the first problem says, by tampering:
-    - body edited: "entry i: stored body does not hash to its leaf hash".
-    - body and leaf hash rewritten: "entry i: leaf hash differs from stored tree node (0, i)".
-    - body, leaf hash and log_nodes all rewritten: the signed heads still commit to the old
-      data, so "tree head s: root does not match entries 0..s-1; first differing entry k",
-      where k = s - 1 when head s - 1 verified (every append signs a head, so this is exact
-      unless heads were deleted, in which case the report names the range of candidates).
-    """
-    key = _as_public_key(public_key)
-    key_id = key_id_of(key)
-    audit = _Audit()
-    frontier: list[tuple[int, int, bytes]] = []
-    # Nodes of the recomputed tree a consistency proof from the previous head may read: that
-    # head's frontier plus everything completed since (see _consistency_ranges in merkle.py).
-    recent: dict[merkle.NodeKey, bytes] = {}
-    prev_head: TreeHead | None = None
-    last_good_size = 0  # the largest size whose signed root matched the recomputed root
-    first_node_mismatch: int | None = None
-    heads_checked = 0
-    count = 0
-
-    async with conn.transaction(isolation="repeatable_read", readonly=True):
-        entries_s = _Stream(await conn.cursor(_STREAM_ENTRIES))
-        nodes_s = _Stream(await conn.cursor(_STREAM_NODES))
-        heads_s = _Stream(await conn.cursor(_STREAM_HEADS))
-
-        async def check_heads_at(size: int) -> None:
-            nonlocal prev_head, last_good_size, heads_checked
-            seen = False
-            while (row := await heads_s.peek()) is not None and row["tree_size"] <= size:
-                await heads_s.pop()
-                head = _head(row)
-                heads_checked += 1
-                if head.tree_size < size:  # only a stray size-0 head can be behind
-                    if head.root_hash != merkle.EMPTY_ROOT:
-                        audit.problem(f"tree head {head.tree_size}: root is not the empty tree's")
-                    continue
-                seen = True
-                if head.key_id != key_id:
-                    audit.problem(f"tree head {size}: signed by key {head.key_id[:16]}…, not the given key {key_id[:16]}…")
-                elif not verify_with(key, head.signature, head.message()):
-                    audit.problem(f"tree head {size}: signature does not verify")
-                recomputed = _fold(frontier)
-                if head.root_hash != recomputed:
-                    if first_node_mismatch is not None:
-                        hint = f"first differing entry {first_node_mismatch}"
-                        bad = first_node_mismatch
-                    elif last_good_size == size - 1:
-                        hint, bad = f"first differing entry {size - 1}", size - 1
-                    else:
-                        hint = f"first differing entry is one of {last_good_size}..{size - 1}"
-                        bad = last_good_size
-                    audit.problem(f"tree head {size}: root does not match entries 0..{size - 1}; {hint}", bad)
-                else:
-                    last_good_size = size
-                    if prev_head is not None:
-                        try:
-                            proof = merkle.consistency_proof(prev_head.tree_size, size, recent)
-                        except KeyError as exc:  # would be a bug in this function, not the log
-                            audit.problem(f"tree heads {prev_head.tree_size}→{size}: cannot build proof ({exc})")
-                        else:
-                            if not merkle.verify_consistency(prev_head.tree_size, size, prev_head.root_hash,
-                                                             head.root_hash, proof):
-                                audit.problem(f"tree heads {prev_head.tree_size}→{size}: not consistent")
-                prev_head = head
-                recent.clear()
-                recent.update({(lv, ix): h for lv, ix, h in frontier})
-            if not seen and size > 0:
-                audit.problem(f"tree head {size} is missing (every append signs one)")
-
-        await check_heads_at(0)
-        while (row := await entries_s.pop()) is not None:
-            index = row["idx"]
-            if index != count:
-                audit.problem(f"entry {count} is missing (next stored entry is {index})", count)
-                break  # the tree cannot be recomputed past a gap
-            data = row["body"].encode("utf-8")
-            leaf = merkle.leaf_hash(data)
-            if leaf != bytes(row["leaf_hash"]):
-                audit.problem(f"entry {index}: stored body does not hash to its leaf hash", index)
-            try:
-                decoded = json.loads(data)
-                if canonical_json(decoded) != data or decoded.get("index") != index:
-                    audit.problem(f"entry {index}: body is not the canonical entry for index {index}", index)
-            except (ValueError, AttributeError):
-                audit.problem(f"entry {index}: body is not canonical JSON", index)
-
-            completed = [(0, index, leaf)]
-            frontier.append((0, index, leaf))
-            while len(frontier) >= 2 and frontier[-1][0] == frontier[-2][0]:
-                (lv, ix, right), (_, _, left) = frontier.pop(), frontier.pop()
-                node = (lv + 1, ix // 2, merkle.node_hash(left, right))
-                frontier.append(node)
-                completed.append(node)
-            for lv, ix, h in completed:
-                recent[(lv, ix)] = h
-                first_leaf, last_leaf = ix << lv, ((ix + 1) << lv) - 1
-                stored = await nodes_s.peek()
-                while stored is not None and (((stored["idx"] + 1) << stored["level"]) - 1, stored["level"]) < (last_leaf, lv):
-                    await nodes_s.pop()
-                    audit.problem(f"tree node ({stored['level']}, {stored['idx']}) is stored but no entry completes it")
-                    stored = await nodes_s.peek()
-                if stored is None or (stored["level"], stored["idx"]) != (lv, ix):
-                    audit.problem(f"tree node ({lv}, {ix}) for entries {first_leaf}..{last_leaf} is missing", index)
-                    continue
-                await nodes_s.pop()
-                if bytes(stored["hash"]) != h:
-                    if first_node_mismatch is None:
-                        first_node_mismatch = index
-                    what = (f"entry {index}: leaf hash differs from stored tree node (0, {index})" if lv == 0 else
-                            f"tree node ({lv}, {ix}) does not match entries {first_leaf}..{last_leaf}")
-                    audit.problem(what, index)
-            count += 1
-            await check_heads_at(count)
-
-        while (stored := await nodes_s.pop()) is not None:
-            audit.problem(f"tree node ({stored['level']}, {stored['idx']}) lies beyond the last entry {count - 1}")
-        while (row := await heads_s.pop()) is not None:
-            heads_checked += 1
-            audit.problem(f"tree head {row['tree_size']} covers more entries than the log holds ({count})")
-
-    return VerifyReport(count, heads_checked, tuple(audit.problems), audit.first_bad_entry, audit.more)
+async def tree_head_cursor(conn: asyncpg.Connection) -> asyncpg.cursor.Cursor:
+    """Every signed tree head row by size (read them with head_from_row)."""
+    return await conn.cursor(_STREAM_HEADS)

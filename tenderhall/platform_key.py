@@ -25,10 +25,6 @@ class PlatformKey:
         return self.private.public_key()
 
     @property
-    def public_der(self) -> bytes:
-        return self.public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-
-    @property
     def public_pem(self) -> str:
         return self.public.public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -36,10 +32,16 @@ class PlatformKey:
 
     @property
     def key_id(self) -> str:
-        return hashlib.sha256(self.public_der).hexdigest()
+        return key_id_of(self.public)
 
     def sign(self, message: bytes) -> bytes:
         return self.private.sign(message)
+
+
+def key_id_of(public_key: Ed25519PublicKey) -> str:
+    """The key id the platform uses: SHA-256 of the SubjectPublicKeyInfo DER, lowercase hex."""
+    der = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return hashlib.sha256(der).hexdigest()
 
 
 def verify_with(public_key: Ed25519PublicKey, signature: bytes, message: bytes) -> bool:
@@ -55,6 +57,11 @@ def load_public_pem(pem: str | bytes) -> Ed25519PublicKey:
     if not isinstance(key, Ed25519PublicKey):
         raise ValueError("the platform key is not an Ed25519 key")
     return key
+
+
+def as_public_key(key: Ed25519PublicKey | str | bytes) -> Ed25519PublicKey:
+    """`key` itself, or the Ed25519 public key its PEM text holds; ValueError for anything else."""
+    return key if isinstance(key, Ed25519PublicKey) else load_public_pem(key)
 
 
 def load_or_create(path: Path) -> PlatformKey:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from tenderhall import account_routes, event_routes, log_routes, openapi
+from tenderhall import admin_routes, event_routes, key_routes, log_routes, openapi, session_routes
 from tenderhall.app import healthz, readyz
 from tenderhall.i18n import LANGUAGES
 from tenderhall.web import ANY_USER, PUBLIC, ApiDoc, json_ok, render, route, set_cookie
@@ -39,7 +39,9 @@ ROUTES = [
     route("/api/openapi.json", openapi_document, access=PUBLIC, doc=ApiDoc("This document", tags=("platform",))),
     route("/lang", switch_language, access=PUBLIC),
     route("/", home, access=ANY_USER),
-    *account_routes.ROUTES,
+    *session_routes.ROUTES,
+    *admin_routes.ROUTES,
+    *key_routes.ROUTES,
     *log_routes.ROUTES,
     *event_routes.ROUTES,
 ]

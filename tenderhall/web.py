@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import uuid
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Iterable, Literal
 from urllib.parse import quote
@@ -24,6 +25,7 @@ SESSION_COOKIE = "th_session"
 CSRF_COOKIE = "th_csrf"
 LANG_COOKIE = "lang"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+MAX_PER_PAGE = 100
 
 PUBLIC: Literal["public"] = "public"
 ANY_USER: Literal["user"] = "user"
@@ -50,6 +52,10 @@ class ApiDoc:
     status: int = 200
     tags: tuple[str, ...] = ()
     extra_responses: dict[int, str] = field(default_factory=dict)
+
+
+# What every route with a role or login requirement may answer instead (for ApiDoc.extra_responses).
+AUTH_ERRORS = {401: "not logged in (login_required)", 403: "role not allowed (role_forbidden) or CSRF failure (csrf_failed)"}
 
 
 def roles(*names: str) -> frozenset[str]:
@@ -193,6 +199,60 @@ async def read_json(request: Request, max_bytes: int | None = None) -> Any:
         return json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ApiError(400, "malformed_json", f"the body is not valid JSON: {exc}") from None
+
+
+def client_ip(request: HTTPConnection) -> str:
+    """The peer address as the server sees it, or "unknown"."""
+    return request.client.host if request.client else "unknown"
+
+
+def page_params(request: Request, max_per_page: int = MAX_PER_PAGE) -> tuple[int, int]:
+    """?page= (from 1) and ?per_page= (1 to max_per_page, default 20); ApiError 400 with the reason when out of range."""
+    def number(name: str, default: int) -> int:
+        raw = request.query_params.get(name)
+        if raw is None or raw == "":
+            return default
+        if not raw.isdigit():
+            raise ApiError(400, "invalid_query", f"{name} must be a positive whole number, got {raw!r}")
+        return int(raw)
+
+    page, per_page = number("page", 1), number("per_page", 20)
+    if page < 1:
+        raise ApiError(400, "invalid_query", "page starts at 1")
+    if not 1 <= per_page <= max_per_page:
+        raise ApiError(400, "invalid_query", f"per_page must be between 1 and {max_per_page}")
+    return page, per_page
+
+
+def json_object(body: Any) -> dict[str, Any]:
+    """`body` if it is a JSON object; ApiError 400 (invalid_body) otherwise."""
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid_body", "send a JSON object")
+    return body
+
+
+def string_field(body: dict[str, Any], name: str, *, required: bool = True, max_len: int = 500) -> str | None:
+    """The string `body[name]`, None when absent or empty and not required; ApiError 400 (invalid_field) otherwise."""
+    value = body.get(name)
+    if value is None or value == "":
+        if required:
+            raise ApiError(400, "invalid_field", f"{name} is required")
+        return None
+    if not isinstance(value, str):
+        raise ApiError(400, "invalid_field", f"{name} must be a string")
+    if len(value) > max_len:
+        raise ApiError(400, "invalid_field", f"{name} may have at most {max_len} characters")
+    return value
+
+
+def uuid_field(value: str | None, name: str) -> uuid.UUID | None:
+    """`value` as a UUID (None stays None); ApiError 400 (invalid_field) when it is not one."""
+    if value is None:
+        return None
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise ApiError(400, "invalid_field", f"{name} is not a UUID") from None
 
 
 def render(request: Request, template: str, context: dict[str, Any] | None = None, status: int = 200) -> Response:

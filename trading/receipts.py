@@ -13,12 +13,11 @@ import hashlib
 import json
 from typing import Any, Mapping
 
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from tenderhall import log
 from tenderhall.canonical import CanonicalJSONError, b64url, b64url_decode, canonical_json
-from tenderhall.platform_key import PlatformKey, verify_with
+from tenderhall.platform_key import PlatformKey, as_public_key, key_id_of, verify_with
 
 RECEIPT_FORMAT = "tenderhall-bid-receipt/1"
 LOG_KIND = "bid.received"
@@ -40,11 +39,6 @@ def log_body(*, tender: str, lot: str, bid: str, manifest_sha256: str, ciphertex
 def manifest_digest(manifest: Mapping[str, Any]) -> str:
     """Hex SHA-256 of the manifest's canonical JSON (the bytes its signature covers)."""
     return hashlib.sha256(canonical_json(dict(manifest))).hexdigest()
-
-
-def platform_key_id(public_key: Ed25519PublicKey) -> str:
-    der = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    return hashlib.sha256(der).hexdigest()
 
 
 def build_receipt(*, signer: PlatformKey, bid: str, tender: str, lot: str, organisation: str, upload_id: str,
@@ -82,14 +76,11 @@ def verify_receipt(receipt: Mapping[str, Any], platform_public_key: Ed25519Publi
     entry at `log_index` whose body repeats the receipt's fields; the tree head's signature;
     and the inclusion proof of that entry under the head (log.verify_receipt_proof).
     """
-    if isinstance(platform_public_key, (str, bytes)):
-        from tenderhall.platform_key import load_public_pem
-
-        platform_public_key = load_public_pem(platform_public_key)
+    platform_public_key = as_public_key(platform_public_key)
     if not isinstance(receipt, Mapping) or receipt.get("receipt") != RECEIPT_FORMAT:
         raise ReceiptInvalid(f"not a {RECEIPT_FORMAT} receipt")
     unsigned = {k: v for k, v in receipt.items() if k != "signature"}
-    if unsigned.get("platform_key_id") != platform_key_id(platform_public_key):
+    if unsigned.get("platform_key_id") != key_id_of(platform_public_key):
         raise ReceiptInvalid("the receipt names another platform key")
     try:
         signature = b64url_decode(receipt.get("signature", ""))

@@ -47,8 +47,8 @@ def sql(dsn: str, *statements: str) -> None:
     run_db(dsn, work)
 
 
-def verify(dsn: str, key: PlatformKey) -> log.VerifyReport:
-    return run_db(dsn, lambda conn: log.verify_log(conn, key.public))
+def verify(dsn: str, key: PlatformKey) -> audit.VerifyReport:
+    return run_db(dsn, lambda conn: audit.verify_log(conn, key.public))
 
 
 # --- service ------------------------------------------------------------------------------
