@@ -9,6 +9,7 @@ from typing import AsyncIterator, TypedDict
 import asyncpg
 import jinja2
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount
@@ -18,6 +19,7 @@ from starlette.templating import Jinja2Templates
 from tenderhall import db, formatting
 from tenderhall.bus import Bus
 from tenderhall.embedded_pg import EmbeddedPostgres
+from tenderhall.headers import SecurityHeaders
 from tenderhall.i18n import Translator, load_catalogues
 from tenderhall.platform_key import PlatformKey, load_or_create
 from tenderhall.settings import REPO_ROOT, Settings
@@ -95,7 +97,7 @@ def create_app(settings: Settings, *, extra_routes: list[BaseRoute] | None = Non
         *(extra_routes or []),
         Mount("/static", app=StaticFiles(directory=str(REPO_ROOT / "static")), name="static"),
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(SecurityHeaders)])
 
 
 async def healthz(request: Request) -> Response:

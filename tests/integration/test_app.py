@@ -105,3 +105,13 @@ def test_cli_reports_bad_configuration(monkeypatch: pytest.MonkeyPatch, capsys) 
     monkeypatch.setenv("TENDERHALL_PORT", "eighty")
     assert cli.main(["migrate", "--dry-run"]) == 2
     assert "TENDERHALL_PORT must be an integer" in capsys.readouterr().err
+
+
+def test_every_response_carries_security_headers(client: TestClient) -> None:
+    for path in ("/login", "/api/tenders", "/static/tenderhall/style.css", "/no/such/page"):
+        response = client.get(path)
+        assert response.headers["content-security-policy"].startswith("default-src 'self'; script-src 'self'"), path
+        assert response.headers["x-frame-options"] == "DENY"
+        assert response.headers["x-content-type-options"] == "nosniff"
+    assert "strict-transport-security" not in client.get("/login").headers
+    assert client.get("https://testserver/healthz").headers["strict-transport-security"] == "max-age=31536000"
