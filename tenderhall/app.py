@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from typing import AsyncIterator, TypedDict
@@ -48,13 +49,22 @@ def make_templates(translator: Translator, settings: Settings) -> Jinja2Template
     return Jinja2Templates(env=env)
 
 
+async def run_periodically(app: Starlette, state: State, jobs: list, interval: float) -> None:
+    """Run each domain job now and then every `interval` seconds; a failing job is logged, not fatal."""
+    while True:
+        for job in jobs:
+            try:
+                await job(app, state)
+            except Exception:  # noqa: BLE001 - one bad run must not stop the next ones
+                log.exception("periodic job %s failed", job.__name__)
+        await asyncio.sleep(interval)
+
+
 async def resolve_dsn(settings: Settings) -> tuple[str, EmbeddedPostgres | None]:
     """DATABASE_URL when set; otherwise start (or join) the embedded server."""
     if settings.database_url:
         return settings.database_url, None
     embedded = EmbeddedPostgres(settings.data_dir)
-    import asyncio
-
     dsn = await asyncio.to_thread(embedded.start)
     return dsn, embedded
 
@@ -62,6 +72,7 @@ async def resolve_dsn(settings: Settings) -> tuple[str, EmbeddedPostgres | None]
 def create_app(settings: Settings, *, extra_routes: list[BaseRoute] | None = None) -> Starlette:
     """Build the ASGI app. Nothing starts until the lifespan runs."""
     from tenderhall.routes import ROUTES as SHELL_ROUTES
+    from trading.jobs import JOBS as TRADING_JOBS
     from trading.routes import ROUTES as TRADING_ROUTES
 
     @contextlib.asynccontextmanager
@@ -75,16 +86,21 @@ def create_app(settings: Settings, *, extra_routes: list[BaseRoute] | None = Non
             translator = Translator(load_catalogues())
             bus = Bus(pool, dsn)
             await bus.start()
+            state = State(
+                settings=settings,
+                pool=pool,
+                bus=bus,
+                platform_key=load_or_create(settings.platform_key_path),
+                templates=make_templates(translator, settings),
+                translator=translator,
+            )
+            jobs = asyncio.create_task(run_periodically(app, state, TRADING_JOBS, settings.job_interval_seconds))
             try:
-                yield State(
-                    settings=settings,
-                    pool=pool,
-                    bus=bus,
-                    platform_key=load_or_create(settings.platform_key_path),
-                    templates=make_templates(translator, settings),
-                    translator=translator,
-                )
+                yield state
             finally:
+                jobs.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await jobs
                 await bus.stop()
         finally:
             await pool.close()

@@ -72,6 +72,8 @@ class Settings:
     pool_min: int = 2
     pool_max: int = 20
     default_language: str = "zh_CN"
+    # How often each instance runs the domains' periodic jobs (expiring abandoned uploads, ...).
+    job_interval_seconds: int = 300
     # Pages show times in the centre's zone; the API always speaks UTC.
     display_timezone: str = "Asia/Shanghai"
 

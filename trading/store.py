@@ -100,6 +100,12 @@ SET_OFFSET = """UPDATE uploads SET "offset" = $2, updated_at = now(), claimed_un
 CLAIM_UPLOAD = """UPDATE uploads SET claim_token = $2, claimed_until = clock_timestamp() + $3::interval
                   WHERE id = $1 AND (claimed_until IS NULL OR claimed_until < clock_timestamp()) RETURNING id"""
 RENEW_CLAIM = """UPDATE uploads SET claimed_until = clock_timestamp() + $3::interval WHERE id = $1 AND claim_token = $2"""
+# Uploads still receiving when their tender's deadline passed can never complete.
+EXPIRE_UPLOADS = """UPDATE uploads u SET status = 'failed', failure = 'deadline_passed', updated_at = now()
+                    FROM tenders t
+                    WHERE u.tender_id = t.id AND u.status = 'receiving' AND t.deadline <= clock_timestamp()
+                      AND (u.claimed_until IS NULL OR u.claimed_until < clock_timestamp())
+                    RETURNING u.id"""
 RELEASE_CLAIM = "UPDATE uploads SET claim_token = NULL, claimed_until = NULL WHERE id = $1 AND claim_token = $2"
 FAIL_UPLOAD = "UPDATE uploads SET status = 'failed', failure = $2, updated_at = now() WHERE id = $1"
 COMPLETE_UPLOAD = """UPDATE uploads SET status = 'complete', "offset" = length, updated_at = now() WHERE id = $1"""
@@ -246,6 +252,10 @@ async def claim_upload(conn: asyncpg.Connection, upload_id: uuid.UUID, claim: uu
 
 async def renew_claim(conn: asyncpg.Connection, upload_id: uuid.UUID, claim: uuid.UUID, lease: timedelta) -> bool:
     return await conn.execute(RENEW_CLAIM, upload_id, claim, lease) == "UPDATE 1"
+
+
+async def expire_uploads(conn: asyncpg.Connection) -> list[uuid.UUID]:
+    return [r["id"] for r in await conn.fetch(EXPIRE_UPLOADS)]
 
 
 async def release_claim(conn: asyncpg.Connection, upload_id: uuid.UUID, claim: uuid.UUID) -> None:

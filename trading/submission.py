@@ -138,6 +138,23 @@ async def _fail(deps: Deps, upload_id: uuid.UUID, failure: str, *paths: Path) ->
     deps.registry.forget(upload_id)
 
 
+async def expire_abandoned_uploads(deps: Deps) -> int:
+    """Fail the uploads left incomplete past their tender's deadline and delete their partial files.
+
+    They could never complete; without this their bytes would stay on disk for good.
+    """
+    async with deps.pool.acquire() as conn:
+        async with conn.transaction():
+            expired = await store.expire_uploads(conn)
+            if expired:
+                await accounts.record_audit(conn, "uploads.expired", subject="uploads",
+                                            detail={"uploads": [str(u) for u in expired]})
+    for upload_id in expired:
+        uploads.remove_quietly(uploads.incoming_path(deps.settings.storage_dir, upload_id))
+        deps.registry.forget(upload_id)
+    return len(expired)
+
+
 async def patch_upload(deps: Deps, user: CurrentUser, upload_id: uuid.UUID, *, offset_header: str | None,
                        content_type: str, content_length: str | None, checksum: bytes | None,
                        chunks: AsyncIterator[bytes]) -> dict[str, Any]:

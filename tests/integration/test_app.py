@@ -115,3 +115,27 @@ def test_every_response_carries_security_headers(client: TestClient) -> None:
         assert response.headers["x-content-type-options"] == "nosniff"
     assert "strict-transport-security" not in client.get("/login").headers
     assert client.get("https://testserver/healthz").headers["strict-transport-security"] == "max-age=31536000"
+
+
+def test_periodic_jobs_run_at_once_then_again_and_survive_a_failure() -> None:
+    import asyncio
+
+    from tenderhall.app import run_periodically
+
+    runs: list[str] = []
+
+    async def flaky(app, state) -> None:  # type: ignore[no-untyped-def]
+        runs.append("flaky")
+        raise RuntimeError("boom")
+
+    async def steady(app, state) -> None:  # type: ignore[no-untyped-def]
+        runs.append("steady")
+
+    async def main() -> None:
+        task = asyncio.create_task(run_periodically(None, None, [flaky, steady], 0.01))  # type: ignore[arg-type]
+        while runs.count("steady") < 2:
+            await asyncio.sleep(0.005)
+        task.cancel()
+
+    asyncio.run(asyncio.wait_for(main(), 5))
+    assert runs[:4] == ["flaky", "steady", "flaky", "steady"]

@@ -24,7 +24,7 @@ from tenderhall.app import create_app
 from tenderhall.keyfile import generate_keys, load_public_key_spki_b64url, public_key_spki_b64url
 from tenderhall.platform_key import load_public_pem
 from tenderhall.settings import Settings
-from tests.factories import TestUser as User, login, make_user, run_db
+from tests.factories import TestUser as User, login, make_user, run_async, run_db
 from trading import key_wrap, receipts, sealing
 from trading.manifest import SealedBid, validate_manifest
 
@@ -572,3 +572,40 @@ def test_a_patch_that_lost_its_claim_stops_recording(database_url: str, client: 
     assert not run_db(database_url, lambda c: store.claim_upload(c, upload_id, theirs, submission.CLAIM_LEASE))
     assert run_db(database_url, lambda c: store.set_offset(c, upload_id, 0, mine, submission.CLAIM_LEASE))
     assert not run_db(database_url, lambda c: store.set_offset(c, upload_id, 0, theirs, submission.CLAIM_LEASE))
+
+
+async def _expire(dsn: str, settings: Settings) -> int:
+    from tenderhall import db
+    from tenderhall.platform_key import load_or_create
+    from trading import service, submission, uploads
+
+    pool = await db.create_pool(dsn, 1, 2)
+    try:
+        deps = service.Deps(pool, settings, load_or_create(settings.platform_key_path), uploads.UploadRegistry())
+        return await submission.expire_abandoned_uploads(deps)
+    finally:
+        await pool.close()
+
+
+def test_uploads_abandoned_past_the_deadline_are_expired_and_their_bytes_removed(
+        client: TestClient, world: World, database_url: str, settings: Settings) -> None:
+    from trading import uploads
+
+    sealed, blob = seal(world)
+    upload_id = create_upload(client, world, sealed).json()["upload_id"]
+    assert patch(client, upload_id, 0, blob[:100]).status_code == 204
+    partial = uploads.incoming_path(settings.storage_dir, uuid.UUID(upload_id))
+    assert partial.stat().st_size == 100
+    still_open = create_upload(client, world, seal(world)[0]).json()["upload_id"]
+
+    set_deadline(database_url, world.tender["id"], datetime.now(timezone.utc) - timedelta(seconds=1))
+    run_db(database_url, lambda c: c.execute("UPDATE tenders SET deadline = now() + interval '1 hour' "
+                                             "WHERE id <> $1", uuid.UUID(world.tender["id"])))
+    assert run_async(_expire(database_url, settings)) == 2
+    rows = run_db(database_url, lambda c: c.fetch("SELECT id::text, status, failure FROM uploads"))
+    status = {r["id"]: (r["status"], r["failure"]) for r in rows}
+    assert status[upload_id] == ("failed", "deadline_passed")
+    assert status[still_open] == ("failed", "deadline_passed"), "same tender: its deadline passed too"
+    assert not partial.exists()
+    assert run_db(database_url, lambda c: c.fetchval(
+        "SELECT count(*) FROM audit_events WHERE action = 'uploads.expired'")) == 1
