@@ -24,10 +24,11 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from tenderhall.canonical import b64url_decode, canonical_json
 
 EvaluationMethod = Literal["lowest_evaluated_price", "comprehensive_scoring", "reasonable_price"]
+# English names are message ids: pages show them translated (经评审的最低投标价法, 综合评估法, 合理低价法).
 EVALUATION_METHODS: dict[str, str] = {
-    "lowest_evaluated_price": "经评审的最低投标价法",
-    "comprehensive_scoring": "综合评估法",
-    "reasonable_price": "合理低价法",
+    "lowest_evaluated_price": "Lowest evaluated price",
+    "comprehensive_scoring": "Comprehensive scoring",
+    "reasonable_price": "Reasonable low price",
 }
 DECRYPTION_RULES = ("custodians", "void")
 SUMMARY_TYPES = ("money", "integer", "text")
