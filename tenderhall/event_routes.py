@@ -29,6 +29,8 @@ CLOSE_BAD_REQUEST = 4400
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_LAGGED = 4409
+# How often a quiet socket checks that its session is still alive (logout, expiry).
+SESSION_RECHECK_SECONDS = 30.0
 
 
 def _uuid_exact(text: str) -> uuid.UUID | None:
@@ -116,7 +118,15 @@ async def events_socket(websocket: WebSocket) -> None:
                     await websocket.close(CLOSE_LAGGED, "too far behind; reconnect with your last event id")
                     return
                 getter = asyncio.ensure_future(subscription.queue.get())
-                done, _ = await asyncio.wait({getter, disconnected}, return_when=asyncio.FIRST_COMPLETED)
+                done, _ = await asyncio.wait({getter, disconnected}, timeout=SESSION_RECHECK_SECONDS,
+                                             return_when=asyncio.FIRST_COMPLETED)
+                if not done:
+                    # A socket outlives the request that opened it: stop when the session ends.
+                    getter.cancel()
+                    if await resolve_session(websocket) is None:
+                        await websocket.close(CLOSE_UNAUTHENTICATED, "the session has ended; log in again")
+                        return
+                    continue
                 if getter not in done:
                     getter.cancel()
                     break

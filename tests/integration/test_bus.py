@@ -211,3 +211,20 @@ def test_topic_allowed_rules() -> None:
     assert topic_allowed(admin, "platform") and not topic_allowed(bidder, "platform")
     for bad in ("", "tender:", "tender:nope", f"tender:{tender.hex}", f"bid:{tender}", f"org:{{{org}}}", "platform:x"):
         assert not topic_allowed(admin, bad), bad
+
+
+def test_a_socket_closes_4401_once_its_session_has_ended(
+    two_instances: tuple[TestClient, TestClient], database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tenderhall import event_routes
+
+    monkeypatch.setattr(event_routes, "SESSION_RECHECK_SECONDS", 0.1)
+    a, _ = two_instances
+    agent = make_user(database_url, "agent")
+    login(a, agent)
+    topic = tender_topic()
+    with a.websocket_connect(f"/ws/events?topic={topic}") as ws:
+        [first] = emit(database_url, topic, "before")
+        assert receive(ws)["id"] == first, "the socket works while the session lives"
+        run_db(database_url, lambda c: c.execute("DELETE FROM sessions WHERE user_id = $1", agent.id))  # logout elsewhere
+        assert closed_with(ws) == (4401, "the session has ended; log in again")
