@@ -246,7 +246,7 @@ async def _complete(deps: Deps, user: CurrentUser, upload: asyncpg.Record, sha25
                                 code="digest_mismatch")
     final = uploads.bid_path(deps.settings.storage_dir, tender_id, upload_id)
     final.parent.mkdir(parents=True, exist_ok=True)
-    await asyncio.to_thread(os.replace, path, final)
+    await asyncio.to_thread(uploads.move_durably, path, final)
     bid_id = uuid.uuid4()
     try:
         async with deps.pool.acquire() as conn:

@@ -238,6 +238,16 @@ async def receive(
         f.close()
 
 
+def move_durably(source: Path, target: Path) -> None:
+    """Rename `source` to `target` and fsync the directory, so the rename survives a crash too."""
+    os.replace(source, target)
+    fd = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def remove_quietly(path: Path) -> None:
     try:
         path.unlink()
