@@ -46,6 +46,9 @@ def make_templates(translator: Translator, settings: Settings) -> Jinja2Template
     zone = formatting.display_zone(settings.display_timezone)
     env.filters["when"] = lambda value, seconds=True: formatting.when(value, zone, seconds=seconds)
     env.filters["yuan"] = formatting.yuan
+    # For values (statuses, roles, error messages): a plain str, so autoescape applies and a '%'
+    # in the value is never taken for a format directive, unlike `_()` in newstyle gettext.
+    env.filters["translate"] = lambda value: translator.gettext(str(value))
     return Jinja2Templates(env=env)
 
 

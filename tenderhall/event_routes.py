@@ -113,19 +113,24 @@ async def events_socket(websocket: WebSocket) -> None:
                     last = event.id
                 if len(backlog) < BACKLOG_PAGE or disconnected.done():
                     break
+            loop = asyncio.get_running_loop()
+            next_check = loop.time() + SESSION_RECHECK_SECONDS
             while not disconnected.done():
                 if subscription.lagged:
                     await websocket.close(CLOSE_LAGGED, "too far behind; reconnect with your last event id")
                     return
-                getter = asyncio.ensure_future(subscription.queue.get())
-                done, _ = await asyncio.wait({getter, disconnected}, timeout=SESSION_RECHECK_SECONDS,
-                                             return_when=asyncio.FIRST_COMPLETED)
-                if not done:
-                    # A socket outlives the request that opened it: stop when the session ends.
-                    getter.cancel()
+                if loop.time() >= next_check:
+                    # A socket outlives the request that opened it: stop when the session ends,
+                    # however busy the topic is.
                     if await resolve_session(websocket) is None:
                         await websocket.close(CLOSE_UNAUTHENTICATED, "the session has ended; log in again")
                         return
+                    next_check = loop.time() + SESSION_RECHECK_SECONDS
+                getter = asyncio.ensure_future(subscription.queue.get())
+                done, _ = await asyncio.wait({getter, disconnected}, timeout=max(0.0, next_check - loop.time()),
+                                             return_when=asyncio.FIRST_COMPLETED)
+                if not done:
+                    getter.cancel()
                     continue
                 if getter not in done:
                     getter.cancel()

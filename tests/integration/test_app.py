@@ -139,3 +139,11 @@ def test_periodic_jobs_run_at_once_then_again_and_survive_a_failure() -> None:
 
     asyncio.run(asyncio.wait_for(main(), 5))
     assert runs[:4] == ["flaky", "steady", "flaky", "steady"]
+
+
+def test_error_pages_escape_what_the_request_carried(client: TestClient) -> None:
+    response = client.get("/tenders/<img src=x onerror=alert(1)>")
+    assert response.status_code == 404
+    assert "<img src=x" not in response.text and "&lt;img src=x onerror=alert(1)&gt;" in response.text
+    percent = client.get("/tenders/%25(x)s")
+    assert percent.status_code == 404, "a '%' in a message is text, not a format directive"

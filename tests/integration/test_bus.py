@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any, Iterator
@@ -218,7 +220,7 @@ def test_a_socket_closes_4401_once_its_session_has_ended(
 ) -> None:
     from tenderhall import event_routes
 
-    monkeypatch.setattr(event_routes, "SESSION_RECHECK_SECONDS", 0.1)
+    monkeypatch.setattr(event_routes, "SESSION_RECHECK_SECONDS", 0.2)
     a, _ = two_instances
     agent = make_user(database_url, "agent")
     login(a, agent)
@@ -227,4 +229,20 @@ def test_a_socket_closes_4401_once_its_session_has_ended(
         [first] = emit(database_url, topic, "before")
         assert receive(ws)["id"] == first, "the socket works while the session lives"
         run_db(database_url, lambda c: c.execute("DELETE FROM sessions WHERE user_id = $1", agent.id))  # logout elsewhere
-        assert closed_with(ws) == (4401, "the session has ended; log in again")
+
+        def busy_topic() -> None:  # an event every 50 ms for 2 s: the socket is never quiet
+            for _ in range(40):
+                emit(database_url, topic, "busy")
+                time.sleep(0.05)
+
+        emitter = threading.Thread(target=busy_topic)
+        emitter.start()
+        messages = []
+        try:
+            with pytest.raises(WebSocketDisconnect) as closed:
+                while True:
+                    messages.append(ws.receive_json())
+        finally:
+            emitter.join()
+        assert (closed.value.code, closed.value.reason) == (4401, "the session has ended; log in again")
+        assert len(messages) < 40, "closed while events were still flowing"
