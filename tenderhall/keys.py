@@ -217,11 +217,6 @@ async def get(conn: asyncpg.Connection, key_set_id: uuid.UUID) -> KeySet | None:
     return _key_set(row) if row else None
 
 
-async def active_for(conn: asyncpg.Connection, owner: Owner) -> KeySet | None:
-    sets = await list_for_owner(conn, owner)
-    return next((s for s in sets if s.active), None)
-
-
 @dataclass(frozen=True)
 class Registration:
     key_set: KeySet

@@ -19,10 +19,7 @@ async def openapi_document(request: Request) -> Response:
 async def switch_language(request: Request) -> Response:
     """Remember the chosen UI language in a cookie and go back."""
     lang = request.query_params.get("to", "")
-    target = request.query_params.get("next", "/")
-    if not target.startswith("/") or target.startswith("//"):
-        target = "/"
-    response = RedirectResponse(target, status_code=303)
+    response = RedirectResponse(session_routes.safe_next(request.query_params.get("next")), status_code=303)
     if lang in LANGUAGES:
         set_cookie(request, response, "lang", lang, max_age=365 * 86400, http_only=False)
     return response

@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Iterable, Literal
 from urllib.parse import quote
 
+from starlette.datastructures import FormData
+from starlette.formparsers import FormParser, MultiPartException
 from starlette.requests import HTTPConnection, Request
-from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
 from tenderhall import accounts
@@ -110,8 +112,8 @@ async def check_csrf(request: Request, session: accounts.Session | None) -> None
     given = request.headers.get("x-csrf-token")
     if given is None:
         content_type = request.headers.get("content-type", "")
-        if content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
-            form = await request.form()
+        if content_type.lower().startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
+            form = await read_form(request)  # multipart is refused there (415)
             value = form.get("csrf_token")
             given = value if isinstance(value, str) else None
     if not expected or not given or not accounts.same_secret(given, expected):
@@ -201,9 +203,52 @@ async def read_json(request: Request, max_bytes: int | None = None) -> Any:
         raise ApiError(400, "malformed_json", f"the body is not valid JSON: {exc}") from None
 
 
+MAX_FORM_FIELDS = 100
+
+
+async def read_form(request: Request, max_bytes: int | None = None, max_fields: int = MAX_FORM_FIELDS) -> FormData:
+    """Parse an urlencoded form body with size and field limits; ApiError 413/415 otherwise.
+
+    The only way this app reads a form (never `request.form()`, which buffers any size and
+    spools multipart to disk). Multipart is refused: no page uploads files through a form.
+    Parsed once per request; later calls (the CSRF check, then the handler) get the same form.
+    """
+    cached = getattr(request.state, "parsed_form", None)
+    if cached is not None:
+        return cached
+    limit = max_bytes or request.state.settings.max_form_bytes
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type == "multipart/form-data":
+        raise ApiError(415, "unsupported_media_type",
+                       "multipart forms (file uploads) are not accepted here; send application/x-www-form-urlencoded")
+    if media_type != "application/x-www-form-urlencoded":
+        raise ApiError(415, "unsupported_media_type", "send the form as application/x-www-form-urlencoded")
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, "too_large", f"the form exceeds {limit} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise ApiError(413, "too_large", f"the form exceeds {limit} bytes")
+
+    async def replay() -> Any:
+        yield bytes(body)
+
+    try:
+        form = await FormParser(request.headers, replay(), max_fields=max_fields, max_part_size=limit).parse()
+    except MultiPartException:
+        raise ApiError(413, "too_large", f"the form has more than {max_fields} fields") from None
+    request.state.parsed_form = form
+    return form
+
+
 def client_ip(request: HTTPConnection) -> str:
     """The peer address as the server sees it, or "unknown"."""
     return request.client.host if request.client else "unknown"
+
+
+MAX_PAGE = 1_000_000
 
 
 def page_params(request: Request, max_per_page: int = MAX_PER_PAGE) -> tuple[int, int]:
@@ -212,13 +257,17 @@ def page_params(request: Request, max_per_page: int = MAX_PER_PAGE) -> tuple[int
         raw = request.query_params.get(name)
         if raw is None or raw == "":
             return default
-        if not raw.isdigit():
-            raise ApiError(400, "invalid_query", f"{name} must be a positive whole number, got {raw!r}")
+        if not raw.isascii() or not raw.isdigit():
+            raise ApiError(400, "invalid_query", f"{name} must be a positive whole number, got {raw[:40]!r}")
+        if len(raw) > 9:  # beyond any real listing, and before OFFSET overflows bigint
+            raise ApiError(400, "invalid_query", f"{name} must be at most {MAX_PAGE}")
         return int(raw)
 
     page, per_page = number("page", 1), number("per_page", 20)
     if page < 1:
         raise ApiError(400, "invalid_query", "page starts at 1")
+    if page > MAX_PAGE:
+        raise ApiError(400, "invalid_query", f"page must be at most {MAX_PAGE}")
     if not 1 <= per_page <= max_per_page:
         raise ApiError(400, "invalid_query", f"per_page must be between 1 and {max_per_page}")
     return page, per_page
@@ -282,7 +331,3 @@ def set_cookie(request: HTTPConnection, response: Response, name: str, value: st
 
 def json_ok(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse(data, status_code=status, headers=headers)
-
-
-def html(text: str, status: int = 200) -> HTMLResponse:
-    return HTMLResponse(text, status_code=status)

@@ -8,10 +8,10 @@ from typing import Any, Awaitable, Callable
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from tenderhall.web import PUBLIC, ApiDoc, ApiError, json_ok, read_json, render, roles, route
+from tenderhall.web import PUBLIC, ApiDoc, ApiError, json_ok, page_params, read_json, render, roles, route
 from trading import service, submission, uploads
 from trading.tenders import (
-    DEFAULT_SUMMARY_FIELDS, EVALUATION_METHODS, TradingError, page_bounds, parse_checksum,
+    DEFAULT_SUMMARY_FIELDS, EVALUATION_METHODS, TradingError, parse_checksum,
 )
 
 AGENT = roles("agent")
@@ -57,7 +57,7 @@ def _user(request: Request) -> Any:
 @mapped
 async def api_list_tenders(request: Request) -> Response:
     """Published tenders for everyone, plus the caller's own drafts; ?page=&per_page=."""
-    page, per_page = page_bounds(request.query_params.get("page"), request.query_params.get("per_page"))
+    page, per_page = page_params(request)
     return json_ok(await service.list_tenders(_deps(request), _user(request), page, per_page))
 
 
@@ -180,7 +180,7 @@ async def api_confirm_bid(request: Request) -> Response:
 @mapped
 async def tenders_page(request: Request) -> Response:
     """The list of tenders, paginated."""
-    page, per_page = page_bounds(request.query_params.get("page"), "20")
+    page, per_page = page_params(request, max_per_page=20)
     listing = await service.list_tenders(_deps(request), _user(request), page, per_page)
     pages = max(1, -(-listing["total"] // per_page))
     return render(request, "trading/tenders.html", {**listing, "pages": pages})
@@ -241,7 +241,7 @@ ROUTES = [
         "List tenders (published; and your drafts)", response={"type": "object", "properties": {
             "tenders": {"type": "array", "items": TENDER_SCHEMA}, "page": {"type": "integer"},
             "per_page": {"type": "integer"}, "total": {"type": "integer"}}}, tags=TAGS_T,
-        extra_responses={400: "bad page (bad_page)"})),
+        extra_responses={400: "bad page or per_page (invalid_query)"})),
     route("/api/tenders", api_create_tender, methods=["POST"], access=AGENT, doc=ApiDoc(
         "Create a draft tender", request=TENDER_INPUT, response={"type": "object", "properties": {"tender": TENDER_SCHEMA}},
         status=201, tags=TAGS_T, extra_responses={

@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
@@ -23,7 +23,6 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from tenderhall.canonical import b64url_decode, canonical_json
 
-EvaluationMethod = Literal["lowest_evaluated_price", "comprehensive_scoring", "reasonable_price"]
 # English names are message ids: pages show them translated (经评审的最低投标价法, 综合评估法, 合理低价法).
 EVALUATION_METHODS: dict[str, str] = {
     "lowest_evaluated_price": "Lowest evaluated price",
@@ -420,18 +419,6 @@ def parse_checksum(header: str | None) -> bytes | None:
     if len(digest) != 32:
         raise TradingError("Upload-Checksum sha256 must be 32 bytes", code="bad_checksum_header")
     return digest
-
-
-def page_bounds(page: object, per_page: object, max_per_page: int = 100) -> tuple[int, int]:
-    """(page >= 1, per_page in 1..max) from query strings, with defaults 1 and 20."""
-    try:
-        p = int(page) if page not in (None, "") else 1  # type: ignore[arg-type]
-        n = int(per_page) if per_page not in (None, "") else 20  # type: ignore[arg-type]
-    except ValueError:
-        raise TradingError("page and per_page must be whole numbers", code="bad_page") from None
-    if p < 1 or not 1 <= n <= max_per_page:
-        raise TradingError(f"page must be >= 1 and per_page 1..{max_per_page}", code="bad_page")
-    return p, n
 
 
 def iso(moment: datetime) -> str:

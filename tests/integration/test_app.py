@@ -147,3 +147,12 @@ def test_error_pages_escape_what_the_request_carried(client: TestClient) -> None
     assert "<img src=x" not in response.text and "&lt;img src=x onerror=alert(1)&gt;" in response.text
     percent = client.get("/tenders/%25(x)s")
     assert percent.status_code == 404, "a '%' in a message is text, not a format directive"
+
+
+def test_page_numbers_are_bounded_everywhere(client: TestClient, database_url: str) -> None:
+    login(client, make_user(database_url, "admin"))
+    for path in ("/api/tenders", "/tenders", "/api/users", "/api/organisations"):
+        for page in ("999999999999999999999", "1000001", "0", "x", "²"):
+            response = client.get(path, params={"page": page})
+            assert response.status_code == 400, (path, page, response.status_code)
+        assert client.get(path, params={"page": "1000000"}).status_code == 200

@@ -139,9 +139,3 @@ def test_confirmation_message_is_canonical() -> None:
     assert tenders.confirmation_message("b", "t", 3, "m") == b'{"bid":"b","manifest_sha256":"m","tender":"t","tender_version":3}'
 
 
-def test_page_bounds() -> None:
-    assert tenders.page_bounds(None, None) == (1, 20)
-    with pytest.raises(tenders.TradingError):
-        tenders.page_bounds("0", "10")
-    with pytest.raises(tenders.TradingError):
-        tenders.page_bounds("1", "1000")
