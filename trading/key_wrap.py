@@ -1,7 +1,10 @@
-"""Content-key wrapping (docs/sealing.md §4-§5): HPKE (RFC 9180) to the bidder, Shamir shares to custodians."""
+"""Content-key wrapping (docs/sealing.md §4-§6): HPKE (RFC 9180) to the bidder, Shamir shares to custodians,
+and the key commitment that ties every route to K to the one key the manifest was sealed under."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import Callable, Sequence
 
 from cryptography.hazmat.primitives import hpke
@@ -11,13 +14,36 @@ from tenderhall.canonical import b64url, b64url_decode
 from tenderhall.keyfile import key_id
 from trading import shamir
 from trading.bid_format import KEY_SIZE, TAG_SIZE
-from trading.seal_errors import WrapInvalid
+from trading.seal_errors import KeyCommitmentMismatch, SealError, WrapInvalid
 
 BIDDER_WRAP_INFO = b"tenderhall/v1/bid-key"
 SHARE_WRAP_INFO = b"tenderhall/v1/key-share"
+KEY_COMMITMENT_LABEL = b"tenderhall/v1/key-commitment"
 ENC_SIZE = 65  # DHKEM(P-256) encapsulated key: an uncompressed point
 BIDDER_WRAP_SIZE = ENC_SIZE + KEY_SIZE + TAG_SIZE
 SHARE_WRAP_SIZE = ENC_SIZE + KEY_SIZE + 1 + TAG_SIZE
+
+
+def key_commitment(key: bytes) -> str:
+    """The manifest's key_commitment: lowercase hex of HMAC-SHA256(key=K, msg="tenderhall/v1/key-commitment")."""
+    if len(key) != KEY_SIZE:
+        raise SealError(f"content key must be {KEY_SIZE} bytes, got {len(key)}")
+    return hmac.new(bytes(key), KEY_COMMITMENT_LABEL, hashlib.sha256).hexdigest()
+
+
+def check_key_commitment(commitment_hex: str, key: bytes) -> None:
+    """Return if HMAC-SHA256(K, label) equals `commitment_hex` (compared in constant time); else KeyCommitmentMismatch.
+
+    SealError for a key of the wrong length. `commitment_hex` is a validated manifest's
+    64-hex-digit key_commitment; anything that is not decodes to no match.
+    """
+    expected = bytes.fromhex(key_commitment(key))
+    try:
+        claimed = bytes.fromhex(commitment_hex)
+    except (TypeError, ValueError):
+        claimed = b""
+    if not hmac.compare_digest(expected, claimed):
+        raise KeyCommitmentMismatch()
 
 
 def _suite() -> hpke.Suite:
@@ -77,7 +103,8 @@ def unwrap_share(enc_b64: str, private_key: ec.EllipticCurvePrivateKey) -> bytes
 def combine_shares(shares: Sequence[bytes]) -> bytes:
     """Recover K from at least `threshold` shares; WrapInvalid for malformed or duplicate shares.
 
-    Too few or wrong shares give a wrong K silently; open_bid then fails on chunk 0.
+    Too few or wrong shares give a wrong K silently; check it against the manifest with
+    sealing.check_content_key (open_bid does so too) before using it.
     """
     if any(len(s) != KEY_SIZE + 1 for s in shares):
         raise WrapInvalid(f"each share must be {KEY_SIZE + 1} bytes")

@@ -57,6 +57,7 @@ class Manifest:
     client_time: str
     signing_key: str
     ciphertext: CiphertextInfo
+    key_commitment: str
     bidder_wrap: BidderWrap
     custodian_wraps: tuple[CustodianWrap, ...]
     threshold: int
@@ -76,6 +77,7 @@ class Manifest:
                 "chunk_size": self.ciphertext.chunk_size,
                 "aead": self.ciphertext.aead,
             },
+            "key_commitment": self.key_commitment,
             "bidder_wrap": {"key": self.bidder_wrap.key, "enc": self.bidder_wrap.enc},
             "custodian_wraps": [{"custodian": w.custodian, "enc": w.enc} for w in self.custodian_wraps],
             "threshold": self.threshold,
@@ -104,7 +106,7 @@ def _raw_signature(der: bytes) -> bytes:
 
 _TOP_FIELDS = (
     "format", "tender", "lot", "organisation", "upload_id", "client_time", "signing_key",
-    "ciphertext", "bidder_wrap", "custodian_wraps", "threshold",
+    "ciphertext", "key_commitment", "bidder_wrap", "custodian_wraps", "threshold",
 )
 
 
@@ -161,9 +163,11 @@ def validate_manifest(manifest: object) -> Manifest:
     as a unified social credit code; upload_id a lowercase UUID4; client_time
     YYYY-MM-DDTHH:MM:SSZ and a real instant; key ids and sha256 as 64 lowercase hex;
     ciphertext.size a possible chunked length (>= 16, no empty final chunk after the first);
-    chunk_size 1048576 and aead "AES-256-GCM"; wraps valid b64url of the right length;
+    chunk_size 1048576 and aead "AES-256-GCM"; key_commitment 64 lowercase hex (that it
+    matches K is check_content_key's job); wraps valid b64url of the right length;
     custodians distinct; threshold 0 with no custodians, else 2 <= threshold <= custodians.
-    It does not check the signature (verify_signature) or anything needing K.
+    It does not check the signature (verify_signature) or anything needing K
+    (sealing.check_content_key, open_bid).
     """
     m = _exact(manifest, _TOP_FIELDS, "manifest")
     if m["format"] != FORMAT:
@@ -197,6 +201,8 @@ def validate_manifest(manifest: object) -> Manifest:
     if c["aead"] != AEAD_NAME:
         raise ManifestInvalid(f"manifest.ciphertext.aead must be {AEAD_NAME!r}")
 
+    key_commitment = _hex64(m, "key_commitment", "manifest", "HMAC-SHA256(K, \"tenderhall/v1/key-commitment\")")
+
     b = _exact(m["bidder_wrap"], ("key", "enc"), "manifest.bidder_wrap")
     bidder_wrap = BidderWrap(
         key=_hex64(b, "key", "manifest.bidder_wrap", "a key id"),
@@ -227,6 +233,7 @@ def validate_manifest(manifest: object) -> Manifest:
         format=FORMAT, tender=tender, lot=lot, organisation=organisation, upload_id=upload_id,
         client_time=client_time, signing_key=signing_key,
         ciphertext=CiphertextInfo(sha256=sha, size=size, chunk_size=CHUNK_SIZE, aead=AEAD_NAME),
+        key_commitment=key_commitment,
         bidder_wrap=bidder_wrap, custodian_wraps=tuple(wraps), threshold=threshold,
     )
 

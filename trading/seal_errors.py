@@ -41,3 +41,15 @@ class ChunkAuthFailed(SealError):
         super().__init__(
             f"{kind} {index} failed authentication (tampered, reordered, truncated, spliced, or wrong content key)"
         )
+
+
+class KeyCommitmentMismatch(SealError):
+    """A content key (unwrapped by the bidder or combined from custodian shares) is not the committed one.
+
+    AES-GCM is not key-committing: one ciphertext can authenticate under two keys (an
+    "invisible salamander"), so a bidder could wrap one K to itself and share another with the
+    custodians. The signed manifest's key_commitment pins the one K every opener must hold.
+    """
+
+    def __init__(self) -> None:
+        super().__init__("the content key does not match the manifest's key commitment")

@@ -6,7 +6,8 @@ header with the opening summary and file list, then the files' bytes; trading.bi
 is encrypted under a random 32-byte content key K with AES-256-GCM in 1 MiB chunks whose
 nonce and AAD bind the chunk index and a final flag (trading.bid_format); K is HPKE-wrapped
 (RFC 9180) to the bidder's ECDH key and, Shamir-split k-of-n, to the custodians
-(trading.key_wrap); a manifest naming the ciphertext's SHA-256 is signed with the bidder's
+(trading.key_wrap); a manifest naming the ciphertext's SHA-256 and committing to K
+(HMAC-SHA256, because AES-GCM alone is not key-committing) is signed with the bidder's
 ECDSA P-256 key (trading.manifest). Failures are trading.seal_errors.
 
 Pure module: no I/O beyond the file-like objects passed in; randomness defaults to
@@ -36,7 +37,10 @@ from trading.bid_format import (
     AEAD_NAME, CHUNK_SIZE, FORMAT, FULL_CT_CHUNK, KEY_SIZE, TAG_SIZE, chunk_aad, chunk_count, chunk_nonce,
     ct_layout,
 )
-from trading.key_wrap import wrap_bidder_key, wrap_shares
+from trading.key_wrap import (
+    check_key_commitment, combine_shares, key_commitment, unwrap_bidder_key, wrap_bidder_key,
+    wrap_shares,
+)
 from trading.manifest import Manifest, SealedBid, sign_manifest, validate_manifest
 from trading.seal_errors import (
     BidContentInvalid, ChunkAuthFailed, DigestMismatch, ManifestInvalid, SealError, SizeMismatch,
@@ -120,12 +124,44 @@ def seal_bid(
         "client_time": client_time,
         "signing_key": key_id(signing_key.public_key()),
         "ciphertext": {"sha256": digest.hexdigest(), "size": written, "chunk_size": CHUNK_SIZE, "aead": AEAD_NAME},
+        "key_commitment": key_commitment(key),
         "bidder_wrap": wrap_bidder_key(key, bidder_public_key),
         "custodian_wraps": custodian_wraps,
         "threshold": threshold,
     }
     validate_manifest(manifest)  # the same checks the server will make, before we sign
     return SealedBid(manifest=manifest, signature=sign_manifest(manifest, signing_key))
+
+
+def check_content_key(manifest: Manifest | dict[str, Any], key: bytes) -> None:
+    """Return if `key` is the content key the manifest commits to; raise KeyCommitmentMismatch if not.
+
+    Call it on every K before using it: right after unwrapping the bidder wrap or combining
+    custodian shares (open_bid calls it too, before reading any ciphertext). AES-GCM is not
+    key-committing, so without this a bidder could hand the custodians a different K under
+    which the same ciphertext also authenticates. The comparison is constant-time. A dict is
+    validated first (ManifestInvalid); a key that is not 32 bytes raises SealError.
+    """
+    checked = manifest if isinstance(manifest, Manifest) else validate_manifest(manifest)
+    check_key_commitment(checked.key_commitment, key)
+
+
+def content_key_from_bidder_wrap(manifest: Manifest, bidder_private_key: ec.EllipticCurvePrivateKey) -> bytes:
+    """Unwrap K from manifest.bidder_wrap and check it against the key commitment (WrapInvalid, KeyCommitmentMismatch)."""
+    key = unwrap_bidder_key(manifest.bidder_wrap.enc, bidder_private_key)
+    check_content_key(manifest, key)
+    return key
+
+
+def content_key_from_shares(manifest: Manifest, shares: Sequence[bytes]) -> bytes:
+    """Combine custodian shares into K and check it against the key commitment (WrapInvalid, KeyCommitmentMismatch).
+
+    Too few or wrong shares, or shares of a different key than the bidder wrap holds, are
+    refused here rather than at chunk 0.
+    """
+    key = combine_shares(shares)
+    check_content_key(manifest, key)
+    return key
 
 
 def _read_exact(stream: BinaryIO, view: memoryview) -> int:
@@ -152,14 +188,17 @@ def open_bid(
     to verify only. Bytes reach `files_out` before the whole bid is verified: nothing
     written is trustworthy unless open_bid returns.
 
-    Raises ChunkAuthFailed(index) for a chunk that does not authenticate under K (tamper,
-    reorder, splice, truncation to a wrong length, wrong K); SizeMismatch when the stream is
+    Before anything is read or decrypted, `content_key` is checked against the manifest's
+    key_commitment: KeyCommitmentMismatch (nothing reaches `files_out`, the stream is untouched).
+    Then raises ChunkAuthFailed(index) for a chunk that does not authenticate under K (tamper,
+    reorder, splice, truncation to a wrong length); SizeMismatch when the stream is
     shorter or longer than manifest.ciphertext.size; DigestMismatch when its SHA-256 differs
     from the manifest's or a file's from the header's; BidContentInvalid for a malformed
     container; SealError for a content key of the wrong length.
     """
     if len(content_key) != KEY_SIZE:
         raise SealError(f"content key must be {KEY_SIZE} bytes, got {len(content_key)}")
+    check_content_key(manifest, content_key)  # the key-commitment check precedes any decryption
     layout = ct_layout(manifest.ciphertext.size)
     if layout is None:
         raise ManifestInvalid(f"ciphertext size {manifest.ciphertext.size} is not a possible chunked length")

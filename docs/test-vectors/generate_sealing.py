@@ -104,6 +104,7 @@ def main() -> None:
         )
         ciphertext = out.getvalue()
         manifest = validate_manifest(sealed.manifest)
+        assert manifest.key_commitment == key_wrap.key_commitment(spec["content_key"])
         shares = [key_wrap.unwrap_share(w.enc, custodians[i]).hex() for w, i in zip(manifest.custodian_wraps, spec["custodians"])]
         case = {
             "name": spec["name"],
@@ -126,6 +127,7 @@ def main() -> None:
                 ).decode("utf-8"),
                 "ciphertext_sha256": hashlib.sha256(ciphertext).hexdigest(),
                 "ciphertext_size": len(ciphertext),
+                "key_commitment": key_wrap.key_commitment(spec["content_key"]),
                 "custodian_shares": shares,
             },
             "one_valid_output": {"manifest": sealed.manifest, "signature": sealed.signature},

@@ -2,7 +2,8 @@
 //
 // The twin of trading/sealing.py: the same container, chunking, AAD, HPKE suite, Shamir
 // shares and manifest, pinned together by docs/test-vectors/sealing.json and the browser
-// interop test. Primitives come from WebCrypto; HPKE (RFC 9180), Shamir sharing and
+// interop test. The signed manifest commits to the content key (HMAC-SHA256), because AES-GCM
+// alone is not key-committing; openBid checks that before decrypting. Primitives come from WebCrypto; HPKE (RFC 9180), Shamir sharing and
 // incremental SHA-256 (WebCrypto can only hash a whole buffer) come from vendored,
 // audited libraries (static/vendor/README.md).
 
@@ -20,6 +21,7 @@ const encoder = new TextEncoder();
 const CHUNK_AAD_PREFIX = encoder.encode("tenderhall-bid-v1");
 const BIDDER_WRAP_INFO = encoder.encode("tenderhall/v1/bid-key");
 const SHARE_WRAP_INFO = encoder.encode("tenderhall/v1/key-share");
+const KEY_COMMITMENT_LABEL = encoder.encode("tenderhall/v1/key-commitment");
 const MAX_HEADER_SIZE = 1048576;
 const ECDH = { name: "ECDH", namedCurve: "P-256" };
 const subtle = () => globalThis.crypto.subtle;
@@ -38,6 +40,10 @@ export class DigestMismatch extends SealError {}
 export class SizeMismatch extends SealError {}
 export class WrapInvalid extends SealError {}
 export class BidContentInvalid extends SealError {}
+/** The content key is not the one the manifest commits to (see checkContentKey). */
+export class KeyCommitmentMismatch extends SealError {
+  constructor() { super("the content key does not match the manifest's key commitment"); }
+}
 
 function hpkeSuite() {
   // RFC 9180 base mode, DHKEM(P-256, HKDF-SHA256), HKDF-SHA256, AES-256-GCM.
@@ -81,6 +87,40 @@ function checkSummary(summary) {
     const ok = typeof value === "string" || typeof value === "boolean" || (typeof value === "number" && Number.isSafeInteger(value));
     if (!key || !ok) throw new BidContentInvalid(`summary.${key} must be a string, integer or boolean`);
   }
+}
+
+function contentKeyBytes(key) {
+  const bytes = key instanceof Uint8Array ? key : ArrayBuffer.isView(key)
+    ? new Uint8Array(key.buffer, key.byteOffset, key.byteLength) : new Uint8Array(key);
+  if (bytes.length !== 32) throw new SealError(`content key must be 32 bytes, got ${bytes.length}`);
+  return bytes;
+}
+
+async function keyCommitmentBytes(key) {
+  const hmacKey = await subtle().importKey("raw", contentKeyBytes(key), { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
+  return new Uint8Array(await subtle().sign("HMAC", hmacKey, KEY_COMMITMENT_LABEL));
+}
+
+/** The manifest's key_commitment: lowercase hex of HMAC-SHA256(key = K, msg = "tenderhall/v1/key-commitment"). */
+export async function keyCommitment(key) {
+  return hex(await keyCommitmentBytes(key));
+}
+
+/**
+ * Throws KeyCommitmentMismatch unless `key` (32 bytes) is the content key `manifest` commits
+ * to; a missing or malformed manifest.key_commitment is a SealError. Call it on every K right
+ * after unwrapBidderKey / combineShares; openBid calls it before decrypting anything.
+ * The bytes are compared in constant time.
+ */
+export async function checkContentKey(manifest, key) {
+  const claimedHex = manifest ? manifest.key_commitment : undefined;
+  if (typeof claimedHex !== "string" || !/^[0-9a-f]{64}$/.test(claimedHex)) {
+    throw new SealError("manifest.key_commitment must be 64 lowercase hex digits");
+  }
+  const actual = await keyCommitmentBytes(key);
+  let diff = 0;
+  for (let i = 0; i < 32; i++) diff |= actual[i] ^ parseInt(claimedHex.slice(2 * i, 2 * i + 2), 16);
+  if (diff !== 0) throw new KeyCommitmentMismatch();
 }
 
 const sizeOf = (data) => (data instanceof Blob ? data.size : data.byteLength);
@@ -215,6 +255,7 @@ export async function sealBid({
     client_time: clientTime,
     signing_key: await keyId(signingPublic),
     ciphertext: { sha256: hex(ctHash.digest()), size: ctSize, chunk_size: CHUNK_SIZE, aead: AEAD_NAME },
+    key_commitment: await keyCommitment(key),
     bidder_wrap: {
       key: await keyId(b64urlDecode(bidderPublicKeySpki)),
       enc: b64url(await wrap(suite, key, bidderPublicKeySpki, BIDDER_WRAP_INFO)),
@@ -276,7 +317,7 @@ export async function unwrapShare(encB64, decryptKeyPair) {
   return unwrap(encB64, decryptKeyPair, SHARE_WRAP_INFO, 33, "custodian wrap");
 }
 
-/** Recover K from at least `threshold` shares (a wrong K fails at chunk 0 of openBid). */
+/** Recover K from at least `threshold` shares; check it with checkContentKey (openBid refuses a wrong K). */
 export async function combineShares(shares) {
   return combine(shares);
 }
@@ -379,10 +420,12 @@ class Container {
 
 /**
  * Decrypt and verify a sealed bid (ciphertext as Blob or Uint8Array) with content key K.
- * Returns {summary, files: [{name, size, sha256, data: Blob}]}. Throws SizeMismatch,
- * ChunkAuthFailed (with .index), DigestMismatch (ciphertext or a file) or BidContentInvalid.
+ * Returns {summary, files: [{name, size, sha256, data: Blob}]}. Throws, in this order,
+ * KeyCommitmentMismatch (before any decryption), SizeMismatch, ChunkAuthFailed (with
+ * .index), DigestMismatch (ciphertext or a file) or BidContentInvalid.
  */
 export async function openBid(ciphertext, contentKey, manifest) {
+  await checkContentKey(manifest, contentKey);
   const expected = manifest.ciphertext;
   const size = sizeOf(ciphertext);
   if (size !== expected.size) throw new SizeMismatch(`ciphertext is ${size} bytes; the manifest says ${expected.size}`);

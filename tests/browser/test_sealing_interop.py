@@ -133,6 +133,8 @@ def test_browser_sealed_bid_opens_in_python_with_bidder_key_and_with_two_custodi
     assert [w.custodian for w in checked.custodian_wraps] == [keyfile.key_id(k.public_key()) for k, _ in custodians]
 
     key = key_wrap.unwrap_bidder_key(checked.bidder_wrap.enc, bidder.decrypt)
+    assert checked.key_commitment == key_wrap.key_commitment(key)  # the browser's WebCrypto HMAC
+    sealing.check_content_key(checked, key)
     opened, written = open_in_python(manifest, ciphertext, key)
     assert dict(opened.summary) == SUMMARY
     assert written == files
@@ -140,6 +142,7 @@ def test_browser_sealed_bid_opens_in_python_with_bidder_key_and_with_two_custodi
 
     shares = [key_wrap.unwrap_share(checked.custodian_wraps[i].enc, custodians[i][0]) for i in (0, 2)]
     assert key_wrap.combine_shares(shares) == key
+    assert sealing.content_key_from_shares(checked, shares) == key
     opened_by_custodians, written_by_custodians = open_in_python(manifest, ciphertext, key_wrap.combine_shares(shares))
     assert dict(opened_by_custodians.summary) == SUMMARY and written_by_custodians == files
 
@@ -185,6 +188,18 @@ def test_python_sealed_bid_opens_in_browser_with_a_restored_non_extractable_key(
     position = bid_format.CHUNK_SIZE + bid_format.TAG_SIZE + 100
     assert call(harness, "openTampered", ORG, sealed.manifest, ciphertext, position) == "ChunkAuthFailed:1"
 
+    # openBid checks the key commitment before decrypting: a manifest committing to another key
+    # is refused with the bidder's (otherwise good) key, as is one without the field.
+    for commitment in (key_wrap.key_commitment(os.urandom(32)), None):
+        other = dict(sealed.manifest, key_commitment=commitment)
+        if commitment is None:
+            del other["key_commitment"]
+        with pytest.raises(Exception) as caught:
+            call(harness, "open", ORG, other, ciphertext)
+        expected_message = ("the content key does not match the manifest's key commitment" if commitment
+                            else "manifest.key_commitment must be 64 lowercase hex digits")
+        assert expected_message in str(caught.value)
+
 
 def test_key_backups_interoperate_both_ways(harness):
     made = call(harness, "createKeys", "owner-a", "browser pass", FAST)
@@ -229,6 +244,7 @@ def test_browser_reproduces_the_sealing_test_vectors_and_canonical_json(harness)
         ciphertext = b64url_decode(sealed["ciphertext"])
         assert hashlib.sha256(ciphertext).hexdigest() == case["expected"]["ciphertext_sha256"], case["name"]
         assert sealed["manifest"]["ciphertext"]["sha256"] == case["expected"]["ciphertext_sha256"]
+        assert sealed["manifest"]["key_commitment"] == case["expected"]["key_commitment"], case["name"]
         for wrap, i in zip(sealed["manifest"]["custodian_wraps"], inputs["custodians"]):
             assert wrap["custodian"] == VECTORS["keys"]["custodians"][i]["key_id"]
 

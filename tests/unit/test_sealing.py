@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import hmac
 import io
 import json
 import os
@@ -90,10 +91,13 @@ def encrypt_container(plaintext: bytes, key: bytes) -> bytes:
     )
 
 
-def with_ciphertext(manifest: dict, ciphertext: bytes) -> Manifest:
+def with_ciphertext(manifest: dict, ciphertext: bytes, key: bytes | None = None) -> Manifest:
+    """The manifest rewritten to name `ciphertext` (and, given `key`, to commit to it)."""
     m = copy.deepcopy(manifest)
     m["ciphertext"]["sha256"] = hashlib.sha256(ciphertext).hexdigest()
     m["ciphertext"]["size"] = len(ciphertext)
+    if key is not None:
+        m["key_commitment"] = key_wrap.key_commitment(key)
     return validate_manifest(m)
 
 
@@ -174,11 +178,13 @@ def test_any_k_of_n_custodian_shares_open_the_bid_and_k_minus_1_do_not(keys):
     bidder_key = key_wrap.unwrap_bidder_key(manifest.bidder_wrap.enc, keys["decrypt"])
     for subset in ([0, 1, 2], [4, 2, 0], [1, 3, 4], [0, 1, 2, 3, 4]):
         assert key_wrap.combine_shares([shares[i] for i in subset]) == bidder_key
+    assert sealing.content_key_from_shares(manifest, [shares[i] for i in (3, 1, 4)]) == bidder_key
     wrong = key_wrap.combine_shares([shares[0], shares[3]])
     assert wrong != bidder_key
-    with pytest.raises(seal_errors.ChunkAuthFailed) as caught:
+    with pytest.raises(seal_errors.KeyCommitmentMismatch, match="does not match the manifest's key commitment"):
         sealing.open_bid(io.BytesIO(ciphertext), wrong, manifest)
-    assert caught.value.index == 0
+    with pytest.raises(seal_errors.KeyCommitmentMismatch):
+        sealing.content_key_from_shares(manifest, [shares[0], shares[3]])
 
 
 def test_a_share_does_not_open_with_another_custodians_key(keys):
@@ -270,10 +276,19 @@ def test_splice_under_a_reused_key_is_still_caught_by_the_signed_digest(keys):
         open_all(keys, sealed_a, spliced, key)
 
 
-def test_wrong_content_key_fails_chunk_zero(keys):
+def test_wrong_content_key_is_refused_by_the_key_commitment(keys):
     sealed, ciphertext = seal(keys, [("a", b"abc")])
-    with pytest.raises(seal_errors.ChunkAuthFailed) as caught:
+    with pytest.raises(seal_errors.KeyCommitmentMismatch):
         open_all(keys, sealed, ciphertext, os.urandom(32))
+
+
+def test_wrong_content_key_under_a_matching_commitment_still_fails_chunk_zero(keys):
+    # Defence in depth: a manifest that commits to another key (it would not be signed by an
+    # honest sealer) gets past the commitment, and AES-GCM still refuses chunk 0.
+    sealed, ciphertext = seal(keys, [("a", b"abc")])
+    other = os.urandom(32)
+    with pytest.raises(seal_errors.ChunkAuthFailed) as caught:
+        sealing.open_bid(io.BytesIO(ciphertext), other, with_ciphertext(sealed.manifest, ciphertext, other))
     assert caught.value.index == 0 and caught.value.final
 
 
@@ -322,7 +337,7 @@ def test_malformed_containers_are_refused_after_authentication(keys, plaintext, 
     key = os.urandom(32)
     ciphertext = encrypt_container(plaintext, key)
     with pytest.raises(error, match=message):
-        sealing.open_bid(io.BytesIO(ciphertext), key, with_ciphertext(sealed.manifest, ciphertext))
+        sealing.open_bid(io.BytesIO(ciphertext), key, with_ciphertext(sealed.manifest, ciphertext, key))
 
 
 # ---------------------------------------------------------------------------- signatures
@@ -399,6 +414,13 @@ def manifest_mutations():
         (set_(["ciphertext", "aead"], "ChaCha20-Poly1305"), "aead"),
         (delete(["ciphertext", "aead"]), "manifest.ciphertext is missing field 'aead'"),
         (set_(["ciphertext"], []), "manifest.ciphertext must be an object"),
+        (delete(["key_commitment"]), "manifest is missing field 'key_commitment'"),
+        (set_(["key_commitment"], "AB" * 32), r'manifest.key_commitment must be HMAC-SHA256\(K, "tenderhall/v1/key-commitment"\): 64 lowercase hex'),
+        (set_(["key_commitment"], "ab" * 31), r"manifest.key_commitment must be HMAC-SHA256.*64 lowercase hex"),
+        (set_(["key_commitment"], "ab" * 33), r"manifest.key_commitment must be HMAC-SHA256.*64 lowercase hex"),
+        (set_(["key_commitment"], "g" * 64), r"manifest.key_commitment must be HMAC-SHA256.*64 lowercase hex"),
+        (set_(["key_commitment"], 7), "manifest.key_commitment must be a string, got int"),
+        (set_(["key_commitment"], None), "manifest.key_commitment must be a string, got NoneType"),
         (set_(["bidder_wrap", "enc"], "AAAA"), "must decode to 113 bytes"),
         (set_(["bidder_wrap", "enc"], "a+b="), "not unpadded base64url"),
         (set_(["bidder_wrap", "key"], "nope"), "bidder_wrap.key must be a key id"),
@@ -503,6 +525,8 @@ def test_vector_ciphertext_reproduces_from_its_inputs(case):
     assert first[4 : 4 + header_len].decode("utf-8") == case["expected"]["header"]
     assert sealed.manifest["signing_key"] == keys["bidder_sign_key_id"]
     assert sealed.manifest["bidder_wrap"]["key"] == keys["bidder_decrypt_key_id"]
+    assert sealed.manifest["key_commitment"] == case["expected"]["key_commitment"]
+    assert key_wrap.key_commitment(key) == case["expected"]["key_commitment"]
 
 
 @pytest.mark.parametrize("case", VECTORS["cases"], ids=lambda c: c["name"])
@@ -511,7 +535,8 @@ def test_vector_output_verifies_and_opens_with_bidder_and_custodian_keys(case):
     output = case["one_valid_output"]
     verify_signature(output["manifest"], output["signature"], private(keys["bidder_sign_pkcs8"]).public_key())
     manifest = validate_manifest(output["manifest"])
-    key = key_wrap.unwrap_bidder_key(manifest.bidder_wrap.enc, private(keys["bidder_decrypt_pkcs8"]))
+    assert manifest.key_commitment == case["expected"]["key_commitment"]
+    key = sealing.content_key_from_bidder_wrap(manifest, private(keys["bidder_decrypt_pkcs8"]))
     assert key.hex() == case["inputs"]["content_key"]
     shares = [
         key_wrap.unwrap_share(w.enc, private(keys["custodians"][i]["pkcs8"]))
@@ -519,7 +544,7 @@ def test_vector_output_verifies_and_opens_with_bidder_and_custodian_keys(case):
     ]
     assert [s.hex() for s in shares] == case["expected"]["custodian_shares"]
     if shares:
-        assert key_wrap.combine_shares(shares[: manifest.threshold]) == key
+        assert sealing.content_key_from_shares(manifest, shares[: manifest.threshold]) == key
     files = vector_files(case)
     out = io.BytesIO()
     sealing.seal_bid(  # regenerate the deterministic ciphertext, then open it under the vector manifest
@@ -541,3 +566,101 @@ def test_a_stream_that_changes_between_hashing_and_encrypting_is_refused(keys):
 
     with pytest.raises(seal_errors.SealError, match="changed while it was being sealed"):
         seal(keys, [("a", Changing(b"original content"))])
+
+
+# ---------------------------------------------------------------------------- key commitment
+
+
+def test_key_commitment_is_hmac_sha256_of_the_label_under_k(keys):
+    key = os.urandom(32)
+    sealed, _ = seal(keys, [("a", b"abc")], content_key=key)
+    expected = hmac.new(key, b"tenderhall/v1/key-commitment", hashlib.sha256).hexdigest()
+    assert sealed.manifest["key_commitment"] == expected == key_wrap.key_commitment(key)
+    manifest = validate_manifest(sealed.manifest)
+    assert manifest.key_commitment == expected
+    sealing.check_content_key(manifest, key)
+    sealing.check_content_key(sealed.manifest, key)  # a dict is validated first
+    assert sealing.content_key_from_bidder_wrap(manifest, keys["decrypt"]) == key
+
+
+def test_check_content_key_refuses_other_keys_and_bad_lengths(keys):
+    sealed, _ = seal(keys, [])
+    manifest = validate_manifest(sealed.manifest)
+    with pytest.raises(seal_errors.KeyCommitmentMismatch, match="^the content key does not match the manifest's key commitment$"):
+        sealing.check_content_key(manifest, os.urandom(32))
+    assert issubclass(seal_errors.KeyCommitmentMismatch, seal_errors.SealError)
+    with pytest.raises(seal_errors.SealError, match="32 bytes"):
+        sealing.check_content_key(manifest, b"\x00" * 31)
+    broken = dict(sealed.manifest)
+    del broken["key_commitment"]
+    with pytest.raises(seal_errors.ManifestInvalid, match="missing field 'key_commitment'"):
+        sealing.check_content_key(broken, os.urandom(32))
+
+
+def test_the_signature_covers_the_key_commitment(keys):
+    sealed, _ = seal(keys, [])
+    changed = dict(sealed.manifest, key_commitment=key_wrap.key_commitment(os.urandom(32)))
+    with pytest.raises(seal_errors.SignatureInvalid, match="does not verify"):
+        verify_signature(changed, sealed.signature, keys["sign"].public_key())
+
+
+class _CountingStream(io.BytesIO):
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self.reads = 0
+
+    def readinto(self, buffer):  # type: ignore[override]
+        self.reads += 1
+        return super().readinto(buffer)
+
+    def read(self, *args):  # type: ignore[override]
+        self.reads += 1
+        return super().read(*args)
+
+
+def test_mismatched_commitment_is_refused_before_any_ciphertext_is_read_or_plaintext_released(keys, tmp_path):
+    # The bidder-held key K1 opens the ciphertext, but the signed manifest commits to another
+    # key (as a bidder building an invisible salamander would need for one of its two keys).
+    k1, k2 = os.urandom(32), os.urandom(32)
+    sealed, ciphertext = seal(keys, [("a.txt", b"alpha"), ("big", os.urandom(CHUNK_SIZE + 10))], content_key=k1)
+    manifest = with_ciphertext(sealed.manifest, ciphertext, k2)
+    opened: list[str] = []
+    stream = _CountingStream(ciphertext)
+
+    def sink(name: str, size: int) -> io.BytesIO:
+        opened.append(name)
+        return io.BytesIO()
+
+    with pytest.raises(seal_errors.KeyCommitmentMismatch):
+        sealing.open_bid(stream, k1, manifest, sink)
+    assert opened == [] and stream.reads == 0 and stream.tell() == 0
+    with pytest.raises(seal_errors.KeyCommitmentMismatch):
+        sealing.open_bid(io.BytesIO(ciphertext), k1, manifest, tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_custodian_shares_of_a_different_key_are_refused(keys):
+    # A dishonest bidder wraps K1 to itself but Shamir-splits K2 to the custodians: the
+    # commitment (to K1, signed) lets the bidder open, and the custodians' K2 is refused before
+    # it decrypts anything, so the opening hall cannot be shown a second bid.
+    k1, k2 = os.urandom(32), os.urandom(32)
+    sealed, ciphertext = seal(keys, [("a.txt", b"alpha")], content_key=k1)
+    custodian_keys = keys["custodians"][:3]
+    forged = copy.deepcopy(sealed.manifest)
+    forged["custodian_wraps"] = key_wrap.wrap_shares(k2, [k.public_key() for k in custodian_keys], 2, os.urandom)
+    forged["threshold"] = 2
+    manifest = validate_manifest(forged)
+    shares = [key_wrap.unwrap_share(w.enc, k) for w, k in zip(manifest.custodian_wraps, custodian_keys)]
+    combined = key_wrap.combine_shares(shares[:2])
+    assert combined == k2
+    with pytest.raises(seal_errors.KeyCommitmentMismatch):
+        sealing.content_key_from_shares(manifest, shares[:2])
+    with pytest.raises(seal_errors.KeyCommitmentMismatch):
+        sealing.check_content_key(manifest, combined)
+    stream = _CountingStream(ciphertext)
+    with pytest.raises(seal_errors.KeyCommitmentMismatch):
+        sealing.open_bid(stream, combined, manifest)
+    assert stream.reads == 0
+    assert sealing.content_key_from_bidder_wrap(manifest, keys["decrypt"]) == k1
+    opened, _ = open_all(keys, sealed, ciphertext)
+    assert [f.name for f in opened.files] == ["a.txt"]
