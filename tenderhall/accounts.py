@@ -144,6 +144,12 @@ async def create_user(
     return user_id
 
 
+# Advisory lock classes (two-key form, apart from the one-key locks elsewhere) that serialise
+# the throttle check and the attempt's record per username and per client address.
+_LOGIN_USER_LOCK = 7401101
+_LOGIN_IP_LOCK = 7401102
+
+
 async def _throttle(conn: asyncpg.Connection, username: str, ip: str, settings: Any) -> None:
     # asyncpg encodes an interval parameter from a timedelta, not from text.
     since = timedelta(seconds=settings.login_window_seconds)
@@ -152,7 +158,7 @@ async def _throttle(conn: asyncpg.Connection, username: str, ip: str, settings: 
              count(*) FILTER (WHERE username = $1) AS by_user,
              count(*) FILTER (WHERE ip = $2) AS by_ip
            FROM login_attempts
-           WHERE NOT succeeded AND at > now() - $3::interval AND (username = $1 OR ip = $2)""",
+           WHERE NOT succeeded AND at > clock_timestamp() - $3::interval AND (username = $1 OR ip = $2)""",
         username, ip, since,
     )
     if row["by_user"] >= settings.login_failures_per_user or row["by_ip"] >= settings.login_failures_per_ip:
@@ -162,10 +168,30 @@ async def _throttle(conn: asyncpg.Connection, username: str, ip: str, settings: 
         )
 
 
+async def _claim_attempt(conn: asyncpg.Connection, username: str, ip: str, settings: Any) -> int:
+    """Check the limits and record the attempt as failed, atomically; return its id.
+
+    Concurrent attempts for one username (or from one address) wait on advisory locks, so each
+    sees the ones before it: parallel guesses cannot all pass the count. The transaction is
+    short; the slow password check happens after it, and only a success updates the record.
+    Locks are always taken user first, then address, so two attempts never deadlock.
+    """
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", _LOGIN_USER_LOCK, username)
+        await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", _LOGIN_IP_LOCK, ip)
+        await _throttle(conn, username, ip, settings)
+        return await conn.fetchval(
+            "INSERT INTO login_attempts (username, ip, succeeded) VALUES ($1, $2, false) RETURNING id", username, ip
+        )
+
+
 async def authenticate(conn: asyncpg.Connection, username: str, password: str, ip: str, settings: Any) -> CurrentUser:
-    """Check a password login; LoginThrottled past the limits, LoginFailed otherwise refused."""
+    """Check a password login; LoginThrottled past the limits, LoginFailed otherwise refused.
+
+    Call it outside any transaction: the attempt must be recorded even when the login fails.
+    """
     username = username.strip().lower()[:64]
-    await _throttle(conn, username, ip, settings)
+    attempt_id = await _claim_attempt(conn, username, ip, settings)
     row = await conn.fetchrow(
         f"""SELECT {_USER_COLUMNS}, u.password_hash, u.disabled FROM users u
             LEFT JOIN organisations o ON o.id = u.organisation_id WHERE u.username = $1""",
@@ -174,11 +200,9 @@ async def authenticate(conn: asyncpg.Connection, username: str, password: str, i
     stored = row["password_hash"] if row else passwords.dummy_hash(settings.scrypt_n)
     ok = await asyncio.to_thread(passwords.verify_password, password, stored)
     ok = ok and row is not None and not row["disabled"]
-    await conn.execute(
-        "INSERT INTO login_attempts (username, ip, succeeded) VALUES ($1, $2, $3)", username, ip, ok
-    )
     if not ok:
         raise LoginFailed("wrong username or password")
+    await conn.execute("UPDATE login_attempts SET succeeded = true WHERE id = $1", attempt_id)
     return _user(row)
 
 

@@ -14,8 +14,8 @@ from tenderhall.credit_code import CreditCodeError
 from tenderhall.passwords import PasswordPolicyError
 from tenderhall.session_routes import USER_SCHEMA
 from tenderhall.web import (
-    AUTH_ERRORS, MAX_PER_PAGE, ApiDoc, ApiError, client_ip, json_object, json_ok, page_params, read_json, render,
-    roles, route, string_field, uuid_field,
+    AUTH_ERRORS, MAX_PER_PAGE, ApiDoc, ApiError, client_ip, json_object, json_ok, page_params, read_form, read_json,
+    render, roles, route, string_field, uuid_field,
 )
 
 ADMIN = roles("admin")
@@ -150,7 +150,7 @@ async def admin_users_page(request: Request) -> Response:
 
 async def admin_users_submit(request: Request) -> Response:
     """The admin page's two forms: `form=organisation` or `form=user`."""
-    form = await request.form()
+    form = await read_form(request)
     which = form.get("form")
     values = {k: v for k, v in form.items() if isinstance(v, str) and k not in ("password", "csrf_token")}
     try:

@@ -44,12 +44,6 @@ def iso_utc(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
-def _now_ms() -> datetime:
-    # Truncated to milliseconds so that the stored timestamptz gives back the signed string.
-    now = datetime.now(timezone.utc)
-    return now.replace(microsecond=now.microsecond // 1000 * 1000)
-
-
 def tree_head_message(tree_size: int, root_hash: bytes, timestamp: str, key_id: str) -> bytes:
     """The exact bytes the platform signs for a tree head."""
     return canonical_json({"log": LOG_NAME, "tree_size": tree_size, "root_hash": root_hash.hex(),
@@ -133,8 +127,12 @@ class AppendResult:
 
 # --- SQL ----------------------------------------------------------------------------------
 
+# The time is the database's clock, as everywhere else, read after the order lock so that
+# entry times never go backwards; truncated to milliseconds so that the stored timestamptz
+# gives back the signed string.
 _NEXT_INDEX = """
-SELECT coalesce(max(idx) + 1, 0) AS next, current_setting('transaction_isolation') AS isolation
+SELECT coalesce(max(idx) + 1, 0) AS next, current_setting('transaction_isolation') AS isolation,
+       date_trunc('milliseconds', clock_timestamp()) AS now
 FROM log_entries
 """
 _FETCH_NODES = """
@@ -201,7 +199,7 @@ async def append_entry(conn: asyncpg.Connection, signer: PlatformKey, kind: str,
         raise LogError(f"append_entry needs a READ COMMITTED transaction, not {row['isolation']}")
     index: int = row["next"]
     size = index + 1
-    moment = _now_ms()
+    moment: datetime = row["now"]
     timestamp = iso_utc(moment)
     entry = {"kind": kind, "index": index, "time": timestamp, "body": body}
     data = canonical_json(entry)

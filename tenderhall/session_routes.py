@@ -10,7 +10,7 @@ from starlette.responses import RedirectResponse, Response
 from tenderhall import accounts
 from tenderhall.web import (
     ANY_USER, AUTH_ERRORS, CSRF_COOKIE, PUBLIC, SESSION_COOKIE, ApiDoc, client_ip, cookie_secure, json_object,
-    json_ok, read_json, render, route, set_cookie, string_field,
+    json_ok, read_form, read_json, render, route, set_cookie, string_field,
 )
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -82,7 +82,7 @@ async def login_page(request: Request) -> Response:
 async def login_submit(request: Request) -> Response:
     """Check the form's password; on success start a session and go to `next`."""
     _ = request.state.translator.gettext
-    form = await request.form()
+    form = await read_form(request)
     username, password = form.get("username"), form.get("password")
     target = safe_next(form.get("next"))
     context: dict[str, Any] = {"next": target, "username": username if isinstance(username, str) else ""}

@@ -67,6 +67,8 @@ class Settings:
     login_window_seconds: int = 900
     max_bid_bytes: int = 8 * 2**30
     max_json_bytes: int = 1 * 2**20
+    # Urlencoded form bodies (login, admin pages): small, and reachable before login.
+    max_form_bytes: int = 64 * 2**10
     # How far a bidder's client clock may differ from the server's on a manifest.
     client_clock_skew_seconds: int = 900
     pool_min: int = 2

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 from starlette.testclient import TestClient
 
+from tenderhall import accounts, db
 from tenderhall.settings import Settings
 from tests.factories import PASSWORD, login, make_organisation, make_user, new_credit_code, run_db
 
@@ -118,6 +120,41 @@ def test_login_replaces_an_earlier_session_from_the_same_browser(client: TestCli
     assert _count(settings.database_url, "SELECT count(*) FROM sessions WHERE user_id = $1", user.id) == 1
 
 
+def test_parallel_wrong_passwords_cannot_pass_the_limit_together(settings: Settings) -> None:
+    """Guesses sent at once are counted one after another: at most the limit is ever checked."""
+    user = make_user(settings.database_url, "agent")
+    attempts = 12
+
+    async def guess() -> str:
+        conn = await db.connect(settings.database_url)
+        try:
+            await accounts.authenticate(conn, user.username, "wrong password!", "203.0.113.7", settings)
+        except accounts.LoginThrottled:
+            return "throttled"
+        except accounts.LoginFailed:
+            return "failed"
+        finally:
+            await conn.close()
+        return "ok"
+
+    async def main() -> list[str]:
+        return await asyncio.gather(*(guess() for _ in range(attempts)))
+
+    outcomes = asyncio.run(main())
+    assert outcomes.count("failed") == settings.login_failures_per_user, outcomes
+    assert outcomes.count("throttled") == attempts - settings.login_failures_per_user, outcomes
+    assert _count(settings.database_url, "SELECT count(*) FROM login_attempts WHERE username = $1",
+                  user.username) == settings.login_failures_per_user
+
+
+def test_a_right_password_records_one_successful_attempt(client: TestClient, settings: Settings) -> None:
+    user = make_user(settings.database_url, "agent")
+    assert client.post("/api/session", json={"username": user.username, "password": PASSWORD}).status_code == 200
+    rows = run_db(settings.database_url, lambda c: c.fetch(
+        "SELECT succeeded FROM login_attempts WHERE username = $1", user.username))
+    assert [r["succeeded"] for r in rows] == [True]
+
+
 # --- page login ------------------------------------------------------------------------------
 
 
@@ -175,6 +212,64 @@ def test_form_login_without_csrf_token_is_refused(client: TestClient, settings: 
     assert response.status_code == 403
     assert 'data-code="csrf_failed"' in response.text
     assert _count(settings.database_url, "SELECT count(*) FROM sessions") == 0
+
+
+def test_oversized_login_form_is_413_before_any_attempt(client: TestClient, settings: Settings) -> None:
+    user = make_user(settings.database_url, "agent")
+    token = _login_page_token(client)
+    response = client.post("/login", data={"username": user.username, "password": "wrong password!",
+                                           "csrf_token": token, "pad": "x" * 70_000})  # over the 64 KiB default
+    assert response.status_code == 413
+    assert 'data-code="too_large"' in response.text
+    assert _count(settings.database_url, "SELECT count(*) FROM login_attempts") == 0
+
+
+def test_oversized_login_form_without_length_is_cut_off(client: TestClient, settings: Settings) -> None:
+    user = make_user(settings.database_url, "agent")
+    token = _login_page_token(client)
+    body = f"username={user.username}&password=wrong+password%21&csrf_token={token}&pad=".encode()
+
+    def chunks():  # no Content-Length: the body arrives in pieces
+        yield body
+        for _ in range(80):
+            yield b"x" * 1024
+
+    response = client.post("/login", content=chunks(),
+                           headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert "content-length" not in {k.lower() for k in response.request.headers}
+    assert response.status_code == 413
+    assert _count(settings.database_url, "SELECT count(*) FROM login_attempts") == 0
+
+
+def test_login_form_with_too_many_fields_is_refused(client: TestClient, settings: Settings) -> None:
+    user = make_user(settings.database_url, "agent")
+    token = _login_page_token(client)
+    data = {"username": user.username, "password": "wrong password!", "csrf_token": token,
+            **{f"f{i}": "1" for i in range(200)}}
+    response = client.post("/login", data=data)
+    assert response.status_code == 413
+    assert _count(settings.database_url, "SELECT count(*) FROM login_attempts") == 0
+
+
+def test_multipart_login_form_is_415(client: TestClient, settings: Settings) -> None:
+    user = make_user(settings.database_url, "agent")
+    token = _login_page_token(client)
+    response = client.post("/login", data={"username": user.username, "password": PASSWORD, "csrf_token": token},
+                           files={"upload": ("a.bin", b"\0" * 10, "application/octet-stream")},
+                           follow_redirects=False)
+    assert response.status_code == 415
+    assert 'data-code="unsupported_media_type"' in response.text
+    assert _count(settings.database_url, "SELECT count(*) FROM login_attempts") == 0
+    assert _count(settings.database_url, "SELECT count(*) FROM sessions") == 0
+
+
+def test_multipart_admin_form_is_415_even_with_a_csrf_header(client: TestClient, settings: Settings) -> None:
+    admin = make_user(settings.database_url, "admin")
+    login(client, admin)
+    response = client.post("/admin/users", data={"form": "organisation", **_org_body()},
+                           files={"upload": ("a.bin", b"\0", "application/octet-stream")}, follow_redirects=False)
+    assert response.status_code == 415
+    assert _count(settings.database_url, "SELECT count(*) FROM organisations") == 0
 
 
 def test_form_logout_ends_session_and_clears_cookie(client: TestClient, settings: Settings) -> None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import re
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -167,6 +169,36 @@ def test_a_rolled_back_append_leaves_no_trace(database_url: str) -> None:
     run_db(database_url, work)
     r = append_many(database_url, key, 1)[0]
     assert r.index == 2
+    assert verify(database_url, key).ok
+
+
+def test_entry_time_comes_from_the_database_clock(database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The log's times are the database's, like every other time: a wrong app clock does not show."""
+    real = log.datetime
+
+    class SkewedClock(real):  # type: ignore[misc, valid-type]
+        @classmethod
+        def now(cls, tz: Any = None) -> Any:
+            return real.now(tz) + timedelta(hours=3)
+
+    monkeypatch.setattr(log, "datetime", SkewedClock)
+    key = new_key()
+
+    async def work(conn: asyncpg.Connection) -> tuple[Any, log.AppendResult, Any, Any]:
+        async with conn.transaction():
+            before = await conn.fetchval("SELECT date_trunc('milliseconds', clock_timestamp())")
+            result = await log.append_entry(conn, key, "x", {"n": 1})
+            after = await conn.fetchval("SELECT clock_timestamp()")
+        signed_at = await conn.fetchval("SELECT signed_at FROM log_tree_heads WHERE tree_size = 1")
+        return before, result, after, signed_at
+
+    before, result, after, signed_at = run_db(database_url, work)
+    stamp = result.entry["time"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", stamp), stamp
+    assert log.iso_utc(before) <= stamp <= log.iso_utc(after)
+    assert result.tree_head.timestamp == stamp and log.iso_utc(signed_at) == stamp
+    stored = run_db(database_url, lambda conn: log.entry(conn, 0))
+    assert stored is not None and stored.entry == result.entry
     assert verify(database_url, key).ok
 
 
