@@ -197,7 +197,7 @@ async def authenticate(conn: asyncpg.Connection, username: str, password: str, i
             LEFT JOIN organisations o ON o.id = u.organisation_id WHERE u.username = $1""",
         username,
     )
-    stored = row["password_hash"] if row else passwords.dummy_hash(settings.scrypt_n)
+    stored = row["password_hash"] if row else await asyncio.to_thread(passwords.dummy_hash, settings.scrypt_n)
     ok = await asyncio.to_thread(passwords.verify_password, password, stored)
     ok = ok and row is not None and not row["disabled"]
     if not ok:

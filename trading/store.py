@@ -94,7 +94,15 @@ INSERT INTO uploads (id, tender_id, lot_code, organisation_id, user_id, manifest
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 """
 SELECT_UPLOAD = "SELECT * FROM uploads WHERE id = $1"
+# At most one (the unique index uploads_one_receiving_key, migration 0005).
+SELECT_RECEIVING_UPLOAD = """SELECT id FROM uploads
+                             WHERE tender_id = $1 AND lot_code = $2 AND organisation_id = $3 AND status = 'receiving'"""
 SELECT_UPLOAD_FOR_UPDATE = "SELECT * FROM uploads WHERE id = $1 FOR UPDATE"
+# A new upload replaces the organisation's earlier one for the lot unless a PATCH holds it now.
+REPLACE_IDLE_RECEIVING = """UPDATE uploads SET status = 'failed', failure = 'replaced', updated_at = now()
+                            WHERE tender_id = $1 AND lot_code = $2 AND organisation_id = $3 AND status = 'receiving'
+                              AND (claimed_until IS NULL OR claimed_until < clock_timestamp())
+                            RETURNING id"""
 SET_OFFSET = """UPDATE uploads SET "offset" = $2, updated_at = now(), claimed_until = clock_timestamp() + $4::interval
                 WHERE id = $1 AND status = 'receiving' AND claim_token = $3"""
 CLAIM_UPLOAD = """UPDATE uploads SET claim_token = $2, claimed_until = clock_timestamp() + $3::interval
@@ -234,6 +242,17 @@ async def insert_upload(conn: asyncpg.Connection, *, upload_id: uuid.UUID, tende
                         manifest_sha256: str, signature: str, key_set_id: uuid.UUID, length: int) -> None:
     await conn.execute(INSERT_UPLOAD, upload_id, tender_id, lot, organisation_id, user_id, manifest,
                        manifest_sha256, signature, key_set_id, length)
+
+
+async def replace_idle_receiving(conn: asyncpg.Connection, tender_id: uuid.UUID, lot: str,
+                                 organisation_id: uuid.UUID) -> list[uuid.UUID]:
+    return [r["id"] for r in await conn.fetch(REPLACE_IDLE_RECEIVING, tender_id, lot, organisation_id)]
+
+
+async def receiving_upload(conn: asyncpg.Connection, tender_id: uuid.UUID, lot: str,
+                           organisation_id: uuid.UUID) -> uuid.UUID | None:
+    """The organisation's upload still receiving for this lot, if any."""
+    return await conn.fetchval(SELECT_RECEIVING_UPLOAD, tender_id, lot, organisation_id)
 
 
 async def upload(conn: asyncpg.Connection, upload_id: uuid.UUID, *, for_update: bool = False) -> asyncpg.Record | None:

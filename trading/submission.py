@@ -55,7 +55,9 @@ async def create_upload(deps: Deps, user: CurrentUser, tender_id: uuid.UUID, lot
 
     Every refusal writes nothing: tender_not_found/lot_not_found 404, deadline_passed 409,
     no_keys 422, invalid_manifest 422, wrong_* 422, client_clock_skew 422, bid_too_large 413,
-    bad_signature 422, replayed_manifest 409, duplicate_upload 409.
+    bad_signature 422, replayed_manifest 409, duplicate_upload 409, upload_in_progress 409 (a PATCH of
+    another upload of this lot by the organisation is running now: at most one receives at a time).
+    An earlier unfinished upload that no PATCH holds is replaced (failed as 'replaced', bytes deleted).
     """
     if user.organisation_id is None:
         raise SubmissionRefused("you act for no organisation", code="no_organisation")
@@ -99,15 +101,45 @@ async def create_upload(deps: Deps, user: CurrentUser, tender_id: uuid.UUID, lot
                 raise StateConflict("this manifest was already submitted (replay)", code="replayed_manifest")
             if await store.upload_exists(conn, upload_id):
                 raise StateConflict("an upload with this upload_id already exists", code="duplicate_upload")
+            # The latest submission counts: an unfinished upload nobody is sending now (a closed
+            # tab, a lost machine) gives way, so the bidder is never locked out of the lot.
+            replaced = await store.replace_idle_receiving(conn, tender_id, lot, user.organisation_id)
+            receiving = await store.receiving_upload(conn, tender_id, lot, user.organisation_id)
+            if receiving is not None:
+                raise _upload_in_progress(receiving)
             try:
-                await store.insert_upload(
-                    conn, upload_id=upload_id, tender_id=tender_id, lot=lot, organisation_id=user.organisation_id,
-                    user_id=user.id, manifest=raw_manifest, manifest_sha256=digest, signature=signature,
-                    key_set_id=keys["id"], length=manifest.ciphertext.size)
+                # A savepoint: should another upload of this lot be created at the same moment, the
+                # one that won can still be read here and named.
+                async with conn.transaction():
+                    await store.insert_upload(
+                        conn, upload_id=upload_id, tender_id=tender_id, lot=lot, organisation_id=user.organisation_id,
+                        user_id=user.id, manifest=raw_manifest, manifest_sha256=digest, signature=signature,
+                        key_set_id=keys["id"], length=manifest.ciphertext.size)
             except asyncpg.IntegrityConstraintViolationError as exc:
+                if getattr(exc, "constraint_name", None) == ONE_RECEIVING_KEY:
+                    receiving = await store.receiving_upload(conn, tender_id, lot, user.organisation_id)
+                    if receiving == upload_id:
+                        raise StateConflict("this manifest was already submitted (replay)",
+                                            code="replayed_manifest") from None
+                    raise _upload_in_progress(receiving) from None
                 raise constraint_error(exc) from None
+    for old in replaced:
+        uploads.remove_quietly(uploads.incoming_path(deps.settings.storage_dir, old))
+        deps.registry.forget(old)
     return {"upload_id": str(upload_id), "offset": 0, "length": manifest.ciphertext.size,
-            "manifest_sha256": digest}
+            "manifest_sha256": digest, "replaced": [str(old) for old in replaced]}
+
+
+# The partial unique index of migration 0005: one receiving upload per tender, lot and organisation.
+ONE_RECEIVING_KEY = "uploads_one_receiving_key"
+
+
+def _upload_in_progress(receiving: uuid.UUID | None) -> StateConflict:
+    which = f"upload {receiving}" if receiving is not None else "another upload"
+    return StateConflict(
+        f"your organisation's {which} for this lot is being sent right now; resume it (HEAD /api/uploads/"
+        f"{receiving or '{id}'} gives its offset) or start again once that transfer stops",
+        code="upload_in_progress")
 
 
 async def _own_upload(conn: asyncpg.Connection, user: CurrentUser, upload_id: uuid.UUID,
@@ -176,23 +208,35 @@ async def patch_upload(deps: Deps, user: CurrentUser, upload_id: uuid.UUID, *, o
         tender = await store.tender(conn, row["tender_id"])
         now = await server_now(conn)
     path = uploads.incoming_path(deps.settings.storage_dir, upload_id)
-    if row["status"] == "complete":
-        raise StateConflict("this upload is complete", code="upload_complete")
-    if row["status"] == "failed":
-        raise StateConflict(f"this upload failed ({row['failure']}); start a new one", code="upload_failed")
+    _check_receiving(row)
     async with _claimed(deps, upload_id) as claim:
+        async with deps.pool.acquire() as conn:
+            claimed = await store.upload(conn, upload_id)  # the claim makes this read stable
+        # Checked again under the claim: another PATCH may have completed (or failed) the upload
+        # since the read above (say a client retrying its last, zero-length PATCH).
+        _check_receiving(claimed)
         if now >= tender["deadline"]:
             await _fail(deps, upload_id, "deadline_passed", path)
             check_before_deadline(tender["deadline"], now)
-        async with deps.pool.acquire() as conn:
-            current = (await store.upload(conn, upload_id))["offset"]  # the claim makes this read stable
+        current = claimed["offset"]
         if offset != current:
             raise StateConflict(f"Upload-Offset {offset} is not the upload's offset {current}; ask with HEAD",
                                 code="offset_mismatch")
         length = row["length"]
         if content_length and content_length.isdigit() and offset + int(content_length) > length:
             raise TooLarge(f"the body goes past Upload-Length {length}", code="upload_too_long")
-        progress = await uploads.prepare(deps.registry, path, upload_id, offset)
+        final = uploads.bid_path(deps.settings.storage_dir, row["tender_id"], upload_id)
+        try:
+            # A completion that crashed between moving the file to `final` and its commit left it
+            # there: prepare moves it back (the upload is receiving, checked above). See _complete.
+            progress = await uploads.prepare(deps.registry, path, upload_id, offset, moved_to=final)
+        except uploads.PartialFileLost:
+            # The recorded bytes are gone from storage: the upload can never complete. Fail it and
+            # say so, rather than answer every later PATCH with a 500.
+            await _fail(deps, upload_id, "storage_lost", path)
+            raise StateConflict("the bytes received so far for this upload were lost from the server's storage; "
+                                "the upload failed: submit the sealed bid again as a new upload",
+                                code="upload_failed") from None
 
         async def record(position: int) -> None:
             async with deps.pool.acquire() as c:
@@ -205,6 +249,13 @@ async def patch_upload(deps: Deps, user: CurrentUser, upload_id: uuid.UUID, *, o
         if received.disconnected or received.offset < length:
             return {"offset": received.offset, "length": length, "complete": False}
         return await _complete(deps, user, row, progress.digest.hexdigest(), path)
+
+
+def _check_receiving(row: asyncpg.Record) -> None:
+    if row["status"] == "complete":
+        raise StateConflict("this upload is complete", code="upload_complete")
+    if row["status"] == "failed":
+        raise StateConflict(f"this upload failed ({row['failure']}); start a new one", code="upload_failed")
 
 
 @contextlib.asynccontextmanager
@@ -246,6 +297,10 @@ async def _complete(deps: Deps, user: CurrentUser, upload: asyncpg.Record, sha25
                                 code="digest_mismatch")
     final = uploads.bid_path(deps.settings.storage_dir, tender_id, upload_id)
     final.parent.mkdir(parents=True, exist_ok=True)
+    # The file is moved (durably) before the transaction commits, so a complete upload always has
+    # its bid file in place. A crash between the two leaves the upload receiving at its last byte
+    # with the file at `final`: uploads.prepare moves it back at the next PATCH, which completes it.
+    # (Committing first would need a recovery pass for complete bids whose file never arrived.)
     await asyncio.to_thread(uploads.move_durably, path, final)
     bid_id = uuid.uuid4()
     try:

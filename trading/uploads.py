@@ -70,6 +70,13 @@ def registry_of(app: Any) -> UploadRegistry:
     return registry
 
 
+class PartialFileLost(OSError):
+    """The upload's bytes on disk are gone or shorter than its recorded offset: it cannot resume.
+
+    Only this (not any OSError: a full disk or an I/O error may pass) means the upload is lost.
+    """
+
+
 def _hash_prefix(path: Path, length: int) -> Any:
     digest = hashlib.sha256()
     remaining = length
@@ -77,23 +84,38 @@ def _hash_prefix(path: Path, length: int) -> Any:
         while remaining:
             block = f.read(min(HASH_READ_BYTES, remaining))
             if not block:
-                raise OSError(f"{path} is shorter than the recorded offset {length}")
+                raise PartialFileLost(f"{path} is shorter than the recorded offset {length}")
             digest.update(block)
             remaining -= len(block)
     return digest
 
 
-async def prepare(registry: UploadRegistry, path: Path, upload_id: uuid.UUID, offset: int) -> _Progress:
+async def prepare(registry: UploadRegistry, path: Path, upload_id: uuid.UUID, offset: int,
+                  moved_to: Path | None = None) -> _Progress:
     """The running hash at `offset`: the in-process one, or (after a restart) re-hash the file prefix.
 
     Also truncates the file back to `offset`: bytes past the recorded offset were never acknowledged.
+    `moved_to` is where completion moves the file (the bid path). Completion moves it there
+    durably *before* its transaction commits, so that a complete upload always has its file in
+    place; a crash between the two leaves the upload receiving with its file at `moved_to`, and
+    here it is moved back, so the next PATCH (a zero-length one at the last byte) completes it.
+    Only call this for an upload the database says is still receiving (checked under the claim):
+    a complete upload's file at `moved_to` is its bid. Raises PartialFileLost when the bytes are
+    gone or shorter than `offset`.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists() and offset and moved_to is not None and moved_to.exists() \
+            and moved_to.stat().st_size >= offset:
+        await asyncio.to_thread(move_durably, moved_to, path)
+        registry.forget(upload_id)
     if not path.exists():
         if offset:
-            raise OSError(f"partial upload file {path.name} is missing")
+            raise PartialFileLost(f"partial upload file {path.name} is missing")
         path.touch()
-    if path.stat().st_size > offset:
+    size = path.stat().st_size
+    if size < offset:  # checked here too: a cached running hash would skip the re-hash that notices
+        raise PartialFileLost(f"partial upload file {path.name} is shorter than the recorded offset {offset}")
+    if size > offset:
         os.truncate(path, offset)
     progress = registry.progress.get(upload_id)
     if progress is None or progress.position != offset:
@@ -163,8 +185,9 @@ async def receive(
 
     Raises TooLarge if the body would pass `length`, ChecksumMismatch (460) if the body's
     SHA-256 differs from the Upload-Checksum; in both cases this request's bytes are discarded
-    (file truncated and hash restored). On a client disconnect keeps what was written (unless
-    a checksum was promised: then it cannot be checked and is discarded), fsyncs and returns
+    (file truncated and hash restored), except that a TooLarge body keeps the bytes whose offset
+    it already recorded (the database says they were received). On a client disconnect keeps
+    what was written (unless a checksum was promised: then it cannot be checked and is discarded), fsyncs and returns
     disconnected=True. Every RECORD_EVERY_BYTES the bytes are fsynced and `record(offset)`
     persists the offset, so a dropped connection or a crash resumes near where it stopped;
     the returned offset is always fsynced.
@@ -197,7 +220,17 @@ async def receive(
                     continue
                 if position + buffered + len(chunk) > length:
                     await checkpoints.wait()
-                    rollback()
+                    if durable_recorded == start:
+                        rollback()
+                    else:
+                        # record() already stored durable_recorded as the upload's offset: the file
+                        # must keep those bytes (truncating to `start` would leave it shorter than
+                        # the database's offset, and every later PATCH would fail). The running hash
+                        # has no copy at that point: force a re-hash of the prefix next time.
+                        f.flush()
+                        f.truncate(durable_recorded)
+                        progress.position = -1
+                        rolled_back = True
                     raise TooLarge(f"the body goes past Upload-Length {length}", code="upload_too_long")
                 pieces.append(chunk)
                 buffered += len(chunk)

@@ -596,7 +596,7 @@ def test_uploads_abandoned_past_the_deadline_are_expired_and_their_bytes_removed
     assert patch(client, upload_id, 0, blob[:100]).status_code == 204
     partial = uploads.incoming_path(settings.storage_dir, uuid.UUID(upload_id))
     assert partial.stat().st_size == 100
-    still_open = create_upload(client, world, seal(world)[0]).json()["upload_id"]
+    still_open = create_upload(client, world, seal(world, lot="L2")[0], lot="L2").json()["upload_id"]
 
     set_deadline(database_url, world.tender["id"], datetime.now(timezone.utc) - timedelta(seconds=1))
     run_db(database_url, lambda c: c.execute("UPDATE tenders SET deadline = now() + interval '1 hour' "
@@ -609,3 +609,254 @@ def test_uploads_abandoned_past_the_deadline_are_expired_and_their_bytes_removed
     assert not partial.exists()
     assert run_db(database_url, lambda c: c.fetchval(
         "SELECT count(*) FROM audit_events WHERE action = 'uploads.expired'")) == 1
+
+
+# ---------------------------------------------------------------------------- review fixes: uploads
+
+
+def _as_current(user: User) -> Any:
+    from tenderhall.accounts import CurrentUser
+
+    return CurrentUser(id=user.id, username=user.username, display_name=user.username, roles=frozenset(user.roles),
+                       organisation_id=user.organisation_id)
+
+
+async def _with_deps(dsn: str, settings: Settings, work: Any) -> Any:
+    """Run `work(deps)` against the use cases directly (as another app instance would), on its own pool."""
+    from tenderhall import db
+    from tenderhall.platform_key import load_or_create
+    from trading import service, uploads
+
+    pool = await db.create_pool(dsn, 1, 4)
+    try:
+        return await work(service.Deps(pool, settings, load_or_create(settings.platform_key_path),
+                                       uploads.UploadRegistry()))
+    finally:
+        await pool.close()
+
+
+def _offset_of(dsn: str, upload_id: Any) -> int:
+    return run_db(dsn, lambda c: c.fetchval('SELECT "offset" FROM uploads WHERE id = $1', uuid.UUID(str(upload_id))))
+
+
+def test_too_long_body_keeps_the_offset_it_recorded_on_the_way(
+        client: TestClient, world: World, database_url: str, settings: Settings, monkeypatch: Any) -> None:
+    import asyncio
+
+    from trading import submission, uploads
+    from trading.tenders import TooLarge
+
+    # Small checkpoints, so a small bid records its offset mid-body (as a > 32 MiB body would).
+    monkeypatch.setattr(uploads, "BATCH_BYTES", 16 << 10)
+    monkeypatch.setattr(uploads, "RECORD_EVERY_BYTES", 64 << 10)
+    sealed, blob = seal(world, files=[("f.bin", b"t" * 600_000)])
+    upload_id = uuid.UUID(create_upload(client, world, sealed).json()["upload_id"])
+
+    async def chunked(data: bytes) -> Any:  # no Content-Length, no checksum: overrun found mid-body
+        for i in range(0, len(data), 8 << 10):
+            yield data[i:i + (8 << 10)]
+            await asyncio.sleep(0.002)  # lets each checkpoint's fsync finish, so its offset is recorded
+
+    async def work(deps: Any) -> None:
+        with pytest.raises(TooLarge) as refused:
+            await submission.patch_upload(
+                deps, _as_current(world.bidder), upload_id, offset_header="0",
+                content_type=uploads.OFFSET_CONTENT_TYPE, content_length=None, checksum=None,
+                chunks=chunked(blob + b"x" * 200_000))
+        assert refused.value.code == "upload_too_long"
+
+    run_async(_with_deps(database_url, settings, work))
+    offset = _offset_of(database_url, upload_id)
+    assert 0 < offset < len(blob), "the offset was recorded on the way"
+    assert uploads.incoming_path(settings.storage_dir, upload_id).stat().st_size == offset
+    # The upload resumes from the recorded offset (this instance re-hashes the prefix on disk).
+    r = patch(client, str(upload_id), offset, blob[offset:])
+    assert r.status_code == 200, r.text
+    assert r.json()["receipt"]["ciphertext_sha256"] == hashlib.sha256(blob).hexdigest()
+
+
+def test_lost_partial_bytes_fail_the_upload_with_a_clear_409(client: TestClient, world: World, database_url: str,
+                                                             settings: Settings) -> None:
+    from trading import uploads
+
+    for damage in ("missing", "short"):
+        sealed, blob = seal(world)
+        upload_id = create_upload(client, world, sealed).json()["upload_id"]
+        assert patch(client, upload_id, 0, blob[:500]).status_code == 204
+        partial = uploads.incoming_path(settings.storage_dir, uuid.UUID(upload_id))
+        if damage == "missing":
+            partial.unlink()
+        else:
+            with partial.open("r+b") as f:
+                f.truncate(200)
+        r = patch(client, upload_id, 500, blob[500:])
+        assert r.status_code == 409, r.text
+        assert r.json()["error"]["code"] == "upload_failed" and "lost" in r.json()["error"]["message"]
+        status = client.get(f"/api/uploads/{upload_id}").json()
+        assert (status["status"], status["failure"]) == ("failed", "storage_lost")
+        assert patch(client, upload_id, 500, blob[500:]).json()["error"]["code"] == "upload_failed"
+    assert counts(database_url)["bids"] == 0
+
+
+def test_a_patch_finding_the_upload_completed_once_it_holds_the_claim_gets_409(
+        client: TestClient, world: World, database_url: str, settings: Settings, monkeypatch: Any) -> None:
+    from trading import submission, uploads
+
+    sealed, blob = seal(world)
+    upload_id = uuid.UUID(create_upload(client, world, sealed).json()["upload_id"])
+    user = _as_current(world.bidder)
+    claimed = submission._claimed
+
+    async def one(data: bytes) -> Any:
+        if data:
+            yield data
+
+    async def work(deps: Any) -> None:
+        completed: list[dict[str, Any]] = []
+
+        @contextlib.asynccontextmanager
+        async def completing_first(deps_: Any, upload: uuid.UUID) -> Any:
+            # The retried PATCH has read the upload (receiving); the original PATCH completes it now.
+            if not completed:
+                completed.append({})
+                monkeypatch.setattr(submission, "_claimed", claimed)
+                completed[0] = await submission.patch_upload(
+                    deps, user, upload_id, offset_header="0", content_type=uploads.OFFSET_CONTENT_TYPE,
+                    content_length=str(len(blob)), checksum=None, chunks=one(blob))
+            async with claimed(deps_, upload) as claim:
+                yield claim
+
+        monkeypatch.setattr(submission, "_claimed", completing_first)
+        with pytest.raises(submission.StateConflict) as refused:
+            await submission.patch_upload(deps, user, upload_id, offset_header=str(len(blob)),
+                                          content_type=uploads.OFFSET_CONTENT_TYPE, content_length="0",
+                                          checksum=None, chunks=one(b""))
+        assert refused.value.code == "upload_complete"
+        assert completed[0]["complete"]
+
+    run_async(_with_deps(database_url, settings, work))
+    assert counts(database_url)["bids"] == 1
+
+
+def test_a_completion_cut_off_before_its_commit_completes_at_the_next_patch(
+        client: TestClient, world: World, database_url: str, settings: Settings) -> None:
+    from trading import uploads
+
+    sealed, blob = seal(world)
+    upload_id = uuid.UUID(create_upload(client, world, sealed).json()["upload_id"])
+    assert patch(client, str(upload_id), 0, blob[:-100]).status_code == 204
+    # The rest arrived and its offset was recorded; the file was moved to its bid path; then the
+    # server died before the completing transaction committed: the upload is still receiving.
+    partial = uploads.incoming_path(settings.storage_dir, upload_id)
+    with partial.open("ab") as f:
+        f.write(blob[-100:])
+    run_db(database_url, lambda c: c.execute('UPDATE uploads SET "offset" = length WHERE id = $1', upload_id))
+    final = uploads.bid_path(settings.storage_dir, uuid.UUID(world.tender["id"]), upload_id)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    uploads.move_durably(partial, final)
+    assert client.head(f"/api/uploads/{upload_id}").headers["Upload-Offset"] == str(len(blob))
+
+    # The client resumes at the offset HEAD gives: an empty PATCH at the last byte completes the bid.
+    r = patch(client, str(upload_id), len(blob), b"")
+    assert r.status_code == 200, r.text
+    receipts.verify_receipt(r.json()["receipt"], platform_key(client))
+    assert final.read_bytes() == blob and not partial.exists()
+    assert client.get(f"/api/uploads/{upload_id}").json()["status"] == "complete"
+
+
+def test_one_receiving_upload_per_lot_and_organisation(client: TestClient, world: World, database_url: str,
+                                                       monkeypatch: Any) -> None:
+    from trading import store, submission
+
+    first, first_blob = seal(world)
+    first_id = create_upload(client, world, first).json()["upload_id"]
+    assert patch(client, first_id, 0, first_blob[:100]).status_code == 204
+    second, second_blob = seal(world)
+    # While a PATCH of the first is running (its claim is live), a second upload is refused.
+    sending = uuid.uuid4()
+    assert run_db(database_url, lambda c: store.claim_upload(c, uuid.UUID(first_id), sending, submission.CLAIM_LEASE))
+    before = counts(database_url)
+    r = create_upload(client, world, second)
+    _refused(client, database_url, r, 409, "upload_in_progress", before)
+    assert first_id in r.json()["error"]["message"] and "HEAD" in r.json()["error"]["message"]
+    # Another lot is another upload.
+    other, _ = seal(world, lot="L2")
+    assert create_upload(client, world, other, lot="L2").status_code == 201
+    # Re-posting the receiving upload's own manifest still says "replayed" (the CLI then resumes it).
+    assert create_upload(client, world, first).json()["error"]["code"] == "replayed_manifest"
+
+    # Two creations at the same moment: the unique index refuses the loser, named the same way.
+    real = store.receiving_upload
+    calls: list[int] = []
+
+    async def misses_the_first_time(*args: Any) -> Any:
+        calls.append(1)
+        return None if len(calls) == 1 else await real(*args)
+
+    monkeypatch.setattr(store, "receiving_upload", misses_the_first_time)
+    r = create_upload(client, world, second)
+    _refused(client, database_url, r, 409, "upload_in_progress", before | {"uploads": before["uploads"] + 1})
+    assert first_id in r.json()["error"]["message"] and len(calls) == 2
+    monkeypatch.setattr(store, "receiving_upload", real)
+    run_db(database_url, lambda c: store.release_claim(c, uuid.UUID(first_id), sending))
+
+    # Once the first completes, a new upload is allowed ...
+    assert patch(client, first_id, 100, first_blob[100:]).status_code == 200
+    second_id = create_upload(client, world, second).json()["upload_id"]
+    # ... and once that one fails, another.
+    tampered = bytearray(second_blob)
+    tampered[10] ^= 1
+    assert patch(client, second_id, 0, bytes(tampered)).json()["error"]["code"] == "digest_mismatch"
+    third, _ = seal(world)
+    assert create_upload(client, world, third).status_code == 201
+
+
+def test_migration_0005_fails_all_but_the_newest_of_uploads_receiving_side_by_side(
+        client: TestClient, world: World, database_url: str) -> None:
+    from tenderhall import db
+
+    sealed, _ = seal(world)
+    older = uuid.UUID(create_upload(client, world, sealed).json()["upload_id"])
+    migration = next(m for m in db.load_migrations() if m.version == 5)
+    newer = uuid.uuid4()
+
+    async def work(conn: Any) -> dict[uuid.UUID, tuple[str, str | None]]:
+        tr = conn.transaction()
+        await tr.start()
+        try:  # as before the migration: the index gone, two uploads of one lot receiving
+            await conn.execute("DROP INDEX uploads_one_receiving_key")
+            await conn.execute(
+                "INSERT INTO uploads (id, tender_id, lot_code, organisation_id, user_id, manifest, manifest_sha256, "
+                "signature, key_set_id, length, updated_at) SELECT $2, tender_id, lot_code, organisation_id, "
+                "user_id, manifest, 'other', signature, key_set_id, length, updated_at + interval '1 second' "
+                "FROM uploads WHERE id = $1", older, newer)
+            await conn.execute(migration.sql)
+            rows = await conn.fetch("SELECT id, status, failure FROM uploads")
+            return {r["id"]: (r["status"], r["failure"]) for r in rows}
+        finally:
+            await tr.rollback()
+
+    status = run_db(database_url, work)
+    assert status == {older: ("failed", "abandoned"), newer: ("receiving", None)}
+
+
+def test_a_new_upload_replaces_an_unfinished_one_nobody_is_sending(
+        client: TestClient, world: World, database_url: str, settings: Settings) -> None:
+    # A bidder whose tab closed mid-upload seals again: the abandoned upload gives way.
+    from trading import uploads
+
+    first, first_blob = seal(world)
+    first_id = create_upload(client, world, first).json()["upload_id"]
+    assert patch(client, first_id, 0, first_blob[:100]).status_code == 204
+    partial = uploads.incoming_path(settings.storage_dir, uuid.UUID(first_id))
+    assert partial.exists()
+    second, second_blob = seal(world)
+    created = create_upload(client, world, second)
+    assert created.status_code == 201 and created.json()["replaced"] == [first_id]
+    assert not partial.exists()
+    old = run_db(database_url, lambda c: c.fetchrow("SELECT status, failure FROM uploads WHERE id = $1",
+                                                    uuid.UUID(first_id)))
+    assert (old["status"], old["failure"]) == ("failed", "replaced")
+    late = patch(client, first_id, 100, first_blob[100:])
+    assert late.status_code == 409 and late.json()["error"]["code"] == "upload_failed"
+    assert patch(client, created.json()["upload_id"], 0, second_blob).status_code == 200

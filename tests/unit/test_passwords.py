@@ -54,3 +54,10 @@ def test_policy_refuses_with_reason(password: str, reason: str) -> None:
 
 def test_policy_accepts_a_reasonable_password() -> None:
     passwords.check_policy("correct horse battery")
+
+
+def test_the_stand_in_hash_for_unknown_users_is_made_once_per_cost() -> None:
+    from tenderhall.passwords import dummy_hash
+
+    assert dummy_hash(2**10) is dummy_hash(2**10)
+    assert not passwords.verify_password("anything", dummy_hash(2**10))
