@@ -238,6 +238,24 @@ def validate_manifest(manifest: object) -> Manifest:
     )
 
 
+def verify_raw_p256(public_key: ec.EllipticCurvePublicKey, message: bytes, signature_b64: object) -> None:
+    """Verify a b64url raw r||s (IEEE P1363, what WebCrypto emits) ECDSA P-256/SHA-256 signature.
+
+    SignatureInvalid naming what is wrong: not base64url, not 64 bytes, or not verifying.
+    """
+    try:
+        raw = b64url_decode(signature_b64)  # type: ignore[arg-type]
+    except ValueError:
+        raise SignatureInvalid("signature is not unpadded base64url") from None
+    if len(raw) != 64:
+        raise SignatureInvalid(f"signature must be 64 bytes (raw r||s), got {len(raw)}")
+    der = encode_dss_signature(int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big"))
+    try:
+        public_key.verify(der, message, ec.ECDSA(hashes.SHA256()))
+    except InvalidSignature:
+        raise SignatureInvalid("signature does not verify") from None
+
+
 def verify_signature(manifest: dict[str, Any], signature_b64: str, signing_public_key: ec.EllipticCurvePublicKey) -> None:
     """Return if `signature_b64` signs canonical_json(manifest) under `signing_public_key`.
 
@@ -253,13 +271,6 @@ def verify_signature(manifest: dict[str, Any], signature_b64: str, signing_publi
     if not isinstance(manifest, dict) or manifest.get("signing_key") != expected:
         raise SignatureInvalid(f"manifest.signing_key does not name the key {expected}")
     try:
-        raw = b64url_decode(signature_b64)
-    except ValueError:
-        raise SignatureInvalid("signature is not unpadded base64url") from None
-    if len(raw) != 64:
-        raise SignatureInvalid(f"signature must be 64 bytes (raw r||s), got {len(raw)}")
-    der = encode_dss_signature(int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big"))
-    try:
-        signing_public_key.verify(der, message, ec.ECDSA(hashes.SHA256()))
-    except InvalidSignature:
-        raise SignatureInvalid(f"manifest signature does not verify under key {expected}") from None
+        verify_raw_p256(signing_public_key, message, signature_b64)
+    except SignatureInvalid as exc:
+        raise SignatureInvalid(f"manifest {exc} (key {expected})") from None

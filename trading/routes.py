@@ -107,7 +107,9 @@ async def api_create_upload(request: Request) -> Response:
                                           request.path_params["lot"], await read_json(request))
     location = f"/api/uploads/{created['upload_id']}"
     return json_ok(created, status=201, headers={**TUS_HEADERS, "Location": location, "Upload-Offset": "0",
-                                                  "Upload-Length": str(created["length"])})
+                                                  "Upload-Length": str(created["length"]),
+                                                  "Tus-Extension": uploads.TUS_EXTENSIONS,
+                                                  "Tus-Max-Size": str(request.state.settings.max_bid_bytes)})
 
 
 @mapped

@@ -23,12 +23,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from tenderhall import accounts, bus, log
 from tenderhall.accounts import CurrentUser
 from trading import receipts, store, uploads
-from trading.manifest import validate_manifest, verify_signature
+from trading.manifest import validate_manifest, verify_raw_p256, verify_signature
 from trading.seal_errors import ManifestInvalid, SignatureInvalid
 from trading.service import Deps, constraint_error, get_tender, server_now, topic
 from trading.tenders import (
     ExpectedSubmission, NotFound, StateConflict, SubmissionRefused, TooLarge, TradingError, check_before_deadline,
-    confirmation_message, iso, match_manifest, needs_confirmation, verify_raw_ecdsa,
+    confirmation_message, iso, match_manifest, needs_confirmation,
 )
 
 # A PATCH's claim on its upload; renewed every third of it while the body streams in.
@@ -437,7 +437,11 @@ async def confirm_bid(deps: Deps, user: CurrentUser, bid_id: uuid.UUID, data: An
             upload = await store.upload(conn, row["upload_id"])
             key_set = await store.key_set(conn, upload["key_set_id"])
             message = confirmation_message(str(bid_id), str(row["tender_id"]), version, row["manifest_sha256"])
-            verify_raw_ecdsa(_public_key(key_set["sign_spki"]), message, signature)
+            try:
+                verify_raw_p256(_public_key(key_set["sign_spki"]), message, signature)
+            except SignatureInvalid as exc:
+                raise SubmissionRefused(f"the confirmation {exc} under your organisation's signing key",
+                                        code="bad_signature") from None
             await store.insert_confirmation(conn, bid_id, version, signature, user.id)
             appended = await log.append_entry(conn, deps.signer, "bid.confirmed", {
                 "tender": str(row["tender_id"]), "lot": row["lot_code"], "bid": str(bid_id),

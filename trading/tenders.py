@@ -16,12 +16,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any, Mapping, Sequence
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
-
-from tenderhall.canonical import b64url_decode, canonical_json
+from tenderhall.canonical import canonical_json
 
 # English names are message ids: pages show them translated (经评审的最低投标价法, 综合评估法, 合理低价法).
 EVALUATION_METHODS: dict[str, str] = {
@@ -383,21 +378,6 @@ def confirmation_message(bid: str, tender: str, tender_version: int, manifest_sh
     """The bytes a bidder signs to re-confirm its bid after a change of the tender (version v)."""
     return canonical_json({"bid": bid, "tender": tender, "tender_version": tender_version,
                            "manifest_sha256": manifest_sha256})
-
-
-def verify_raw_ecdsa(public_key: ec.EllipticCurvePublicKey, message: bytes, signature_b64: object) -> None:
-    """Verify a b64url raw r||s ECDSA P-256/SHA-256 signature; SubmissionRefused(bad_signature) otherwise."""
-    try:
-        raw = b64url_decode(signature_b64)  # type: ignore[arg-type]
-    except ValueError:
-        raise SubmissionRefused("signature is not unpadded base64url", code="bad_signature") from None
-    if len(raw) != 64:
-        raise SubmissionRefused("signature must be 64 bytes (raw r||s)", code="bad_signature")
-    der = encode_dss_signature(int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big"))
-    try:
-        public_key.verify(der, message, ec.ECDSA(hashes.SHA256()))
-    except InvalidSignature:
-        raise SubmissionRefused("the signature does not verify under your signing key", code="bad_signature") from None
 
 
 def needs_confirmation(status: str, bid_version: int, tender_version: int, confirmed_versions: Sequence[int]) -> bool:

@@ -860,3 +860,14 @@ def test_a_new_upload_replaces_an_unfinished_one_nobody_is_sending(
     late = patch(client, first_id, 100, first_blob[100:])
     assert late.status_code == 409 and late.json()["error"]["code"] == "upload_failed"
     assert patch(client, created.json()["upload_id"], 0, second_blob).status_code == 200
+
+
+def test_creation_answers_with_the_tus_headers(client: TestClient, world: World, settings: Settings) -> None:
+    sealed, blob = seal(world)
+    created = create_upload(client, world, sealed)
+    assert created.status_code == 201
+    assert created.headers["Tus-Resumable"] == "1.0.0"
+    assert created.headers["Tus-Extension"] == "creation,checksum"
+    assert created.headers["Tus-Max-Size"] == str(settings.max_bid_bytes)
+    assert created.headers["Upload-Length"] == str(len(blob))
+    assert created.headers["Location"] == f"/api/uploads/{created.json()['upload_id']}"
