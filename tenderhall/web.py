@@ -184,19 +184,25 @@ def route(path: str, endpoint: Endpoint, *, methods: Iterable[str] = ("GET",), a
     return GuardedRoute(path, endpoint, methods=methods, access=access, name=name, doc=doc, csrf=csrf)
 
 
+async def read_body(request: Request, limit: int, what: str) -> bytearray:
+    """The whole body, refused with 413 as soon as it (or its declared length) passes `limit`."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, "too_large", f"{what} exceeds {limit} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise ApiError(413, "too_large", f"{what} exceeds {limit} bytes")
+    return body
+
+
 async def read_json(request: Request, max_bytes: int | None = None) -> Any:
     """Parse a JSON body with a size limit; ApiError 413/415/400 with a precise message."""
     limit = max_bytes or request.state.settings.max_json_bytes
     if not request.headers.get("content-type", "").startswith("application/json"):
         raise ApiError(415, "unsupported_media_type", "send the body as application/json")
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise ApiError(413, "too_large", f"the JSON body exceeds {limit} bytes")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise ApiError(413, "too_large", f"the JSON body exceeds {limit} bytes")
+    body = await read_body(request, limit, "the JSON body")
     try:
         return json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -223,14 +229,7 @@ async def read_form(request: Request, max_bytes: int | None = None, max_fields: 
                        "multipart forms (file uploads) are not accepted here; send application/x-www-form-urlencoded")
     if media_type != "application/x-www-form-urlencoded":
         raise ApiError(415, "unsupported_media_type", "send the form as application/x-www-form-urlencoded")
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise ApiError(413, "too_large", f"the form exceeds {limit} bytes")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise ApiError(413, "too_large", f"the form exceeds {limit} bytes")
+    body = await read_body(request, limit, "the form")
 
     async def replay() -> Any:
         yield bytes(body)
