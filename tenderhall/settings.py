@@ -49,6 +49,11 @@ def _bool(env: dict[str, str], name: str, default: bool) -> bool:
     raise SettingsError(f"{name} must be true or false, got {raw!r}")
 
 
+def _list(env: dict[str, str], name: str) -> tuple[str, ...]:
+    """A comma-separated list; empty items are dropped."""
+    return tuple(item.strip() for item in env.get(name, "").split(",") if item.strip())
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything configurable. `from_env()` for the CLI; tests build their own."""
@@ -78,6 +83,10 @@ class Settings:
     job_interval_seconds: int = 300
     # Pages show times in the centre's zone; the API always speaks UTC.
     display_timezone: str = "Asia/Shanghai"
+    # WebRTC: STUN/TURN URLs given to every peer (empty on a LAN), and the host addresses ICE
+    # may offer (empty: aioice's own choice, which never includes 127.0.0.1; tests set it).
+    rtc_ice_servers: tuple[str, ...] = ()
+    rtc_host_addresses: tuple[str, ...] = ()
 
     @property
     def storage_dir(self) -> Path:
@@ -110,6 +119,8 @@ class Settings:
             max_bid_bytes=_int(env, "TENDERHALL_MAX_BID_BYTES", 8 * 2**30, 1),
             default_language=env.get("TENDERHALL_LANGUAGE", "zh_CN"),
             display_timezone=env.get("TENDERHALL_TIMEZONE", "Asia/Shanghai"),
+            rtc_ice_servers=_list(env, "TENDERHALL_ICE_SERVERS"),
+            rtc_host_addresses=_list(env, "TENDERHALL_ICE_HOST_ADDRESSES"),
         )
         if settings.default_language not in ("zh_CN", "en"):
             raise SettingsError("TENDERHALL_LANGUAGE must be zh_CN or en")

@@ -101,6 +101,8 @@ async def _tender_view(conn: asyncpg.Connection, row: asyncpg.Record, user: Curr
         "decryption_minutes": row["decryption_minutes"],
         "decryption_rule": row["decryption_rule"],
         "threshold": row["threshold"],
+        "min_bidders": row["min_bidders"], "show_bid_count": row["show_bid_count"],
+        "hall_opens_minutes": row["hall_opens_minutes"], "confirm_minutes": row["confirm_minutes"],
         "summary_fields": row["summary_fields"],
         "published_at": iso(row["published_at"]) if row["published_at"] else None,
         "created_at": iso(row["created_at"]),

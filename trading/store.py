@@ -15,8 +15,9 @@ from trading.tenders import TenderDraft
 
 INSERT_TENDER = """
 INSERT INTO tenders (id, code, name, tenderer, agent_id, budget, control_price, evaluation_method, deadline,
-                     decryption_minutes, decryption_rule, threshold, summary_fields)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+                     decryption_minutes, decryption_rule, threshold, summary_fields,
+                     min_bidders, show_bid_count, hall_opens_minutes, confirm_minutes)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
 """
 INSERT_LOT = "INSERT INTO lots (tender_id, code, name, budget, position) VALUES ($1, $2, $3, $4, $5)"
 INSERT_CUSTODIAN = "INSERT INTO tender_custodians (tender_id, position, custodian_id) VALUES ($1, $2, $3)"
@@ -154,7 +155,8 @@ RETURNING confirmed_at
 async def insert_tender(conn: asyncpg.Connection, tender_id: uuid.UUID, agent_id: uuid.UUID, d: TenderDraft) -> None:
     await conn.execute(INSERT_TENDER, tender_id, d.code, d.name, d.tenderer, agent_id, d.budget, d.control_price,
                        d.evaluation_method, d.deadline, d.decryption_minutes, d.decryption_rule, d.threshold,
-                       list(d.summary_fields))
+                       list(d.summary_fields), d.min_bidders, d.show_bid_count, d.hall_opens_minutes,
+                       d.confirm_minutes)
     await conn.executemany(INSERT_LOT, [(tender_id, l.code, l.name, l.budget, i) for i, l in enumerate(d.lots)])
     await conn.executemany(INSERT_CUSTODIAN, [(tender_id, i + 1, c) for i, c in enumerate(d.custodians)])
 

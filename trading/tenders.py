@@ -32,6 +32,10 @@ DEFAULT_SUMMARY_FIELDS: tuple[dict[str, Any], ...] = (
     {"name": "quality", "label": "质量承诺", "type": "text", "required": True},
 )
 MAX_LOTS = 100
+# name: (default, lowest, highest), as the tenders_*_check constraints say.
+HALL_TERMS: dict[str, tuple[int, int, int]] = {
+    "min_bidders": (3, 1, 1000), "hall_opens_minutes": (30, 5, 1440), "confirm_minutes": (30, 5, 1440),
+}
 MAX_MONEY = Decimal("9999999999999999.99")  # numeric(18, 2)
 _FIELD_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 _LOT_CODE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
@@ -116,6 +120,11 @@ class TenderDraft:
     custodians: tuple[uuid.UUID, ...]
     threshold: int
     summary_fields: tuple[dict[str, Any], ...] = field(default_factory=lambda: DEFAULT_SUMMARY_FIELDS)
+    # The opening hall's terms (docs/hall.md): fewer valid bids than min_bidders fail a lot (流标).
+    min_bidders: int = 3
+    show_bid_count: bool = True
+    hall_opens_minutes: int = 30
+    confirm_minutes: int = 30
 
 
 @dataclass(frozen=True)
@@ -272,13 +281,25 @@ def parse_tender(data: object) -> TenderDraft:
         custodians.append(custodian)
     threshold = _int(data, "threshold", 0)
     check_threshold(rule, len(custodians), threshold)
+    hall = {name: _bounded(data, name, default, low, high) for name, (default, low, high) in HALL_TERMS.items()}
+    show_count = data.get("show_bid_count", True)
+    if not isinstance(show_count, bool):
+        raise TenderInvalid("show_bid_count must be true or false", field="show_bid_count")
     return TenderDraft(
         code=code, name=_text(data, "name"), tenderer=_text(data, "tenderer"), lots=tuple(lots),
         budget=budget, control_price=control_price, evaluation_method=method,
         deadline=parse_time(data.get("deadline"), "deadline"), decryption_minutes=minutes,
         decryption_rule=rule, custodians=tuple(custodians), threshold=threshold,
         summary_fields=parse_summary_fields(data.get("summary_fields")),
+        show_bid_count=show_count, **hall,
     )
+
+
+def _bounded(data: Mapping[str, Any], name: str, default: int, low: int, high: int) -> int:
+    value = _int(data, name, default)
+    if not low <= value <= high:
+        raise TenderInvalid(f"{name} must be between {low} and {high}", field=name)
+    return value
 
 
 def check_threshold(rule: str, n: int, k: int) -> None:
