@@ -111,6 +111,7 @@ def cmd_user_create(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from trading import cli as trading_cli
+    from trading import hall_cli
 
     parser = argparse.ArgumentParser(prog="tenderhall", description="Tenderhall: sealed online bidding and remote evaluation.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -157,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     create.set_defaults(func=cmd_user_create)
 
     trading_cli.add_commands(sub)
+    hall_cli.add_commands(sub)
     return parser
 
 

@@ -71,7 +71,9 @@ async def _locked(conn: asyncpg.Connection, tender_id: uuid.UUID, now: datetime)
     return tender, await hs.opening(conn, tender_id, for_update=True)
 
 
-async def _viewer(conn: asyncpg.Connection, tender: asyncpg.Record, user: CurrentUser, frozen: bool) -> Viewer:
+async def _viewer(conn: asyncpg.Connection, tender: asyncpg.Record, user: CurrentUser | None, frozen: bool) -> Viewer:
+    if user is None:  # the public (open data): sees what an observer in the hall sees
+        return Viewer(host=False, bidder=False, custodian_position=None, signed_in=False)
     tender_id = tender["id"]
     bidder = False
     signed_in = False
@@ -101,8 +103,9 @@ def _require_bidder(viewer: Viewer, user: CurrentUser) -> uuid.UUID:
 # ---------------------------------------------------------------------------- snapshot
 
 
-async def snapshot(deps: Deps, user: CurrentUser, tender_id: uuid.UUID, *, video_live: bool = False) -> dict[str, Any]:
-    """The hall as this user may see it (docs/hall.md)."""
+async def snapshot(deps: Deps, user: CurrentUser | None, tender_id: uuid.UUID, *,
+                   video_live: bool = False) -> dict[str, Any]:
+    """The hall as this user (None: the public) may see it (docs/hall.md)."""
     async with deps.pool.acquire() as conn:
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             tender = await _tender(conn, tender_id)
@@ -126,7 +129,7 @@ async def snapshot(deps: Deps, user: CurrentUser, tender_id: uuid.UUID, *, video
                 share_wanted = viewer.custodian_position is not None and b["status"] == "awaiting_custodians"
                 if mine or share_wanted:
                     manifests[b["bid_id"]] = (await hs.bid(conn, b["bid_id"]))["manifest"]
-    me_org = user.organisation_id
+    me_org = user.organisation_id if user is not None else None
     confirmed_orgs = {c["organisation_id"] for c in confirmations}
     window_over = row is not None and row["window_ends_at"] is not None and now >= row["window_ends_at"]
     confirm_over = row is not None and row["confirm_deadline"] is not None and now > row["confirm_deadline"]

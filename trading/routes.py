@@ -222,7 +222,9 @@ TENDER_SCHEMA = {"type": "object", "properties": {
     "evaluation_method": {"type": "string", "enum": list(EVALUATION_METHODS)}, "version": {"type": "integer"},
     "decryption_minutes": {"type": "integer"}, "decryption_rule": {"type": "string", "enum": ["custodians", "void"]},
     "threshold": {"type": "integer"}, "lots": {"type": "array"}, "custodians": {"type": "array"},
-    "summary_fields": {"type": "array"}, "bids_received": {"type": "integer"}}}
+    "summary_fields": {"type": "array"}, "bids_received": {"type": ["integer", "null"]},
+    "min_bidders": {"type": "integer"}, "show_bid_count": {"type": "boolean"},
+    "hall_opens_minutes": {"type": "integer"}, "confirm_minutes": {"type": "integer"}}}
 TENDER_INPUT = {"type": "object", "required": ["code", "name", "tenderer", "lots", "budget", "evaluation_method", "deadline"],
                 "properties": {
     "code": _STR, "name": _STR, "tenderer": _STR, "budget": {"type": "string", "description": "decimal, > 0, 2 places"},
@@ -234,7 +236,11 @@ TENDER_INPUT = {"type": "object", "required": ["code", "name", "tenderer", "lots
     "custodians": {"type": "array", "items": {"type": "string", "format": "uuid"}},
     "threshold": {"type": "integer"},
     "lots": {"type": "array", "items": {"type": "object", "properties": {"code": _STR, "name": _STR, "budget": _STR}}},
-    "summary_fields": {"type": "array"}}}
+    "summary_fields": {"type": "array"},
+    "min_bidders": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 3},
+    "show_bid_count": {"type": "boolean", "default": True},
+    "hall_opens_minutes": {"type": "integer", "minimum": 5, "maximum": 1440, "default": 30},
+    "confirm_minutes": {"type": "integer", "minimum": 5, "maximum": 1440, "default": 30}}}
 RECEIPT_SCHEMA = {"type": "object", "description": "tenderhall-bid-receipt/1, Ed25519-signed by the platform"}
 TAGS_T, TAGS_B = ("tenders",), ("bids",)
 

@@ -117,8 +117,9 @@ async def _tender_view(conn: asyncpg.Connection, row: asyncpg.Record, user: Curr
         } for c in custodians],
         "changes": [{"version": c["version"], "kind": c["kind"], "detail": c["detail"],
                      "changed_at": iso(c["changed_at"])} for c in changes],
-        # Only the count: who bid stays secret until the opening.
-        "bids_received": await store.count_active_bids(conn, row["id"]),
+        # Only the count, and only when the tender shows it: who bid stays secret until the opening.
+        "bids_received": (await store.count_active_bids(conn, row["id"])
+                          if row["show_bid_count"] or (user is not None and user.id == row["agent_id"]) else None),
     })
     return view
 

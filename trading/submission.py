@@ -335,8 +335,7 @@ async def _complete(deps: Deps, user: CurrentUser, upload: asyncpg.Record, sha25
                 except asyncpg.IntegrityConstraintViolationError as exc:
                     raise constraint_error(exc) from None
                 await store.complete_upload(conn, upload_id)
-                count = await store.count_active_bids(conn, tender_id)
-                await bus.emit(conn, topic(tender_id), "bid.received", {"bids": count})
+                await bus.emit(conn, topic(tender_id), "bid.received", await _public_count(conn, tender))
                 await bus.emit(conn, f"org:{upload['organisation_id']}", "bid.received",
                                {"bid": str(bid_id), "tender": str(tender_id), "lot": upload["lot_code"],
                                 "superseded": [str(s) for s in superseded]})
@@ -360,6 +359,13 @@ class _DeadlineAtCompletion(Exception):
 
 
 # ---------------------------------------------------------------------------- bids
+
+
+async def _public_count(conn: asyncpg.Connection, tender: asyncpg.Record) -> dict[str, Any]:
+    """The tender topic's payload: the bid count when the tender shows it, else nothing."""
+    if not tender["show_bid_count"]:
+        return {}
+    return {"bids": await store.count_active_bids(conn, tender["id"])}
 
 
 async def _own_bid(conn: asyncpg.Connection, user: CurrentUser, bid_id: uuid.UUID, for_update: bool = False) -> asyncpg.Record:
@@ -407,8 +413,7 @@ async def withdraw_bid(deps: Deps, user: CurrentUser, bid_id: uuid.UUID) -> dict
             await store.withdraw_bid(conn, bid_id, now)
             appended = await log.append_entry(conn, deps.signer, "bid.withdrawn", {
                 "tender": str(row["tender_id"]), "lot": row["lot_code"], "bid": str(bid_id), "withdrawn_at": iso(now)})
-            count = await store.count_active_bids(conn, row["tender_id"])
-            await bus.emit(conn, topic(row["tender_id"]), "bid.withdrawn", {"bids": count})
+            await bus.emit(conn, topic(row["tender_id"]), "bid.withdrawn", await _public_count(conn, tender))
             await bus.emit(conn, f"org:{row['organisation_id']}", "bid.withdrawn", {"bid": str(bid_id)})
             await accounts.record_audit(conn, "bid.withdrawn", actor_id=user.id, subject=f"bid:{bid_id}")
     return {"bid": str(bid_id), "status": "withdrawn", "withdrawn_at": iso(now), "log_index": appended.index}

@@ -62,6 +62,8 @@ if (form) {
       control_price: f.get("control_price").trim() || null, evaluation_method: f.get("evaluation_method"),
       lots, deadline: localToIso(f.get("deadline")), decryption_minutes: Number(f.get("decryption_minutes")),
       decryption_rule: rule, custodians, threshold: rule === "void" ? 0 : Number(f.get("threshold")),
+      min_bidders: Number(f.get("min_bidders")), hall_opens_minutes: Number(f.get("hall_opens_minutes")),
+      confirm_minutes: Number(f.get("confirm_minutes")), show_bid_count: f.get("show_bid_count") === "on",
       summary_fields: [...defaults, ...extraFields(f.get("extra_fields") || "")],
     };
     const data = await send("/api/tenders", body);

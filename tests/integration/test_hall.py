@@ -15,7 +15,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from starlette.testclient import TestClient
 
+from tenderhall import cli
 from tenderhall.canonical import b64url
+from tenderhall.keyfile import encrypt_keyfile
 from tenderhall.settings import Settings
 from tests.factories import login, make_user, run_db
 from tests.hall_world import (
@@ -264,3 +266,40 @@ def test_shares_need_the_right_custodian_and_count_once(client: TestClient, hall
         {"bid_id": bid_id(hall, 2), "share": share(hall, third, 2)}]}).json()["opened"] == 0
     assert post(client, hall.custodians[2], hall, "shares", {"shares": [
         {"bid_id": bid_id(hall, 2), "share": share(hall, third, 3)}]}).json()["opened"] == 1
+
+
+def _keyfile(tmp_path: Any, name: str, keys: Any) -> list[str]:
+    path = tmp_path / f"{name}.keys"
+    path.write_bytes(encrypt_keyfile(name, keys.sign, keys.decrypt, "a long passphrase", iterations=1000))
+    (tmp_path / "pass").write_text("a long passphrase\n")
+    return ["--keys", str(path), "--passphrase-file", str(tmp_path / "pass")]
+
+
+def _login_args(tmp_path: Any, user: Any) -> list[str]:
+    (tmp_path / f"pw-{user.username}").write_text(user.password)
+    return ["--username", user.username, "--password-file", str(tmp_path / f"pw-{user.username}")]
+
+
+def test_cli_decrypts_a_bid_and_releases_custodian_shares(client: TestClient, hall: Hall, settings: Settings,
+                                                          tmp_path: Any, capsys: Any) -> None:
+    to_decryption(client, hall)
+    first = hall.bidders[0]
+    with serve(settings) as base:
+        common = ["--server", base, "--tender", hall.id]
+        assert cli.main(["hall", "decrypt", *common, *_login_args(tmp_path, first.user),
+                         *_keyfile(tmp_path, "bidder", first.keys)]) == 0
+        assert "decrypted and verified" in capsys.readouterr().out
+        # a key file that is not the bidder's: unwrapping fails on this machine and nothing is sent
+        assert cli.main(["hall", "decrypt", *common, *_login_args(tmp_path, hall.bidders[1].user),
+                         *_keyfile(tmp_path, "wrong", hall.custodian_keys[0])]) == 1
+        assert "cannot unwrap" in capsys.readouterr().out
+        end_window(hall)
+        assert post(client, hall.agent, hall, "close-window").json()["step"] == "custodians"
+        for position in (1, 2):
+            assert cli.main(["hall", "release", *common, *_login_args(tmp_path, hall.custodians[position - 1]),
+                             *_keyfile(tmp_path, f"custodian{position}", hall.custodian_keys[position - 1])]) == 0
+        assert "2 bid(s) opened now" in capsys.readouterr().out
+        assert cli.main(["hall", "release", *common, *_login_args(tmp_path, hall.custodians[2]),
+                         *_keyfile(tmp_path, "custodian3", hall.custodian_keys[2])]) == 2
+    state = snapshot(client, hall.agent, hall)
+    assert state["step"] == "reading" and state["progress"]["decrypted"] == 3
