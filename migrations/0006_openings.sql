@@ -55,11 +55,17 @@ CREATE TABLE opening_bids (
     opened_by text,
     opened_at timestamptz,
     summary jsonb,
+    -- After the opening the content key is kept for the evaluation, which decrypts documents
+    -- on demand (each view logged): no plaintext copy of a bid ever rests on disk.
+    content_key bytea,
+    files jsonb,
     read_order integer,
     read_at timestamptz,
     CONSTRAINT opening_bids_status_check CHECK (status IN (
         'listed', 'excluded', 'awaiting_custodians', 'opened', 'void')),
-    CONSTRAINT opening_bids_opened_check CHECK ((status = 'opened') = (opened_by IS NOT NULL AND summary IS NOT NULL)),
+    CONSTRAINT opening_bids_opened_check CHECK (
+        (status = 'opened') = (opened_by IS NOT NULL AND summary IS NOT NULL AND content_key IS NOT NULL)),
+    CONSTRAINT opening_bids_key_size_check CHECK (content_key IS NULL OR octet_length(content_key) = 32),
     CONSTRAINT opening_bids_opened_by_check CHECK (opened_by IS NULL OR opened_by IN ('bidder', 'custodians')),
     CONSTRAINT opening_bids_read_order_key UNIQUE (tender_id, read_order)
 );

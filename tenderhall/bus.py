@@ -52,6 +52,20 @@ async def emit(conn: asyncpg.Connection, topic: str, kind: str, payload: dict[st
     return event_id
 
 
+async def emit_many(conn: asyncpg.Connection, topic: str, events: list[tuple[str, dict[str, Any]]]) -> list[int]:
+    """Write several events on one topic in the caller's transaction, in order, with one notification."""
+    if not events:
+        return []
+    await db.take_order_lock(conn)
+    rows = await conn.fetch(
+        "INSERT INTO events (topic, kind, payload) SELECT $1, k, p FROM unnest($2::text[], $3::jsonb[]) "
+        "WITH ORDINALITY AS e(k, p, n) ORDER BY n RETURNING id",
+        topic, [kind for kind, _ in events], [payload for _, payload in events])
+    ids = sorted(r["id"] for r in rows)
+    await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, str(ids[-1]))
+    return ids
+
+
 async def events_after(conn: asyncpg.Connection, topic: str, after_id: int, limit: int = 500) -> list[Event]:
     rows = await conn.fetch(
         "SELECT * FROM events WHERE topic = $1 AND id > $2 ORDER BY id LIMIT $3", topic, after_id, limit

@@ -85,6 +85,8 @@ class Settings:
     display_timezone: str = "Asia/Shanghai"
     # WebRTC: STUN/TURN URLs given to every peer (empty on a LAN), and the host addresses ICE
     # may offer (empty: aioice's own choice, which never includes 127.0.0.1; tests set it).
+    # The trading centre that publishes open data (OCDS publisher.name).
+    publisher_name: str = "公共资源交易中心"
     rtc_ice_servers: tuple[str, ...] = ()
     rtc_host_addresses: tuple[str, ...] = ()
 
@@ -119,6 +121,7 @@ class Settings:
             max_bid_bytes=_int(env, "TENDERHALL_MAX_BID_BYTES", 8 * 2**30, 1),
             default_language=env.get("TENDERHALL_LANGUAGE", "zh_CN"),
             display_timezone=env.get("TENDERHALL_TIMEZONE", "Asia/Shanghai"),
+            publisher_name=env.get("TENDERHALL_PUBLISHER_NAME") or "公共资源交易中心",
             rtc_ice_servers=_list(env, "TENDERHALL_ICE_SERVERS"),
             rtc_host_addresses=_list(env, "TENDERHALL_ICE_HOST_ADDRESSES"),
         )

@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from tenderhall.key_routes import key_owner
-from tenderhall.web import ANY_USER, ApiDoc, ApiError, json_ok, read_json, render, roles, route
+from tenderhall.web import ANY_USER, PUBLIC, ApiDoc, ApiError, json_ok, read_json, render, roles, route
 from trading import hall_service as hall
 from trading import service
 from trading.routes import _deps, _id, mapped
@@ -73,6 +73,7 @@ async def hall_page(request: Request) -> Response:
     return render(request, "trading/hall.html", {
         "tender": tender, "key_owner": key_owner(user).label, "is_host": role.host,
         "custodian_position": role.custodian_position, "is_bidder": role.bidder,
+        "sign_key_id": await hall.signing_key_id(deps, user) if role.bidder else None,
     })
 
 
@@ -92,6 +93,14 @@ async def api_record_json(request: Request) -> Response:
     return Response(data, media_type="application/json", headers={"X-Record-SHA256": sha256})
 
 
+@mapped
+async def api_ocds(request: Request) -> Response:
+    """OCDS 1.1 release package of a published tender and, after the opening, its bids."""
+    tender_id = _id(request, "tender_id", "tender")
+    uri = str(request.url_for("ocds", tender_id=str(tender_id)))
+    return json_ok(await hall.ocds_package(_deps(request), tender_id, uri))
+
+
 async def _video(request: Request, publish: bool) -> Response:
     hub = getattr(request.state, "media_hub", None)
     if hub is None:
@@ -107,6 +116,7 @@ async def _video(request: Request, publish: bool) -> Response:
     try:
         if publish:
             answer = await hub.publish(_room(tender_id), f"user:{user.id}", offer)
+            await hall.announce_video(deps, tender_id, True)
         else:
             answer = await hub.view(_room(tender_id), f"user:{user.id}", offer)
     except MediaRefused as exc:
@@ -143,6 +153,10 @@ ROUTES = [
     route("/api/tenders/{tender_id}/hall/record.json", api_record_json, access=ANY_USER, doc=ApiDoc(
         "The opening record's canonical JSON", response=_OBJ, tags=TAGS,
         extra_responses={404: "record_not_found, tender_not_found", 401: "login_required"})),
+    route("/api/tenders/{tender_id}/ocds", api_ocds, access=PUBLIC, name="ocds", doc=ApiDoc(
+        "OCDS 1.1 release package (tender, lots; after the opening the bids extension)", response={
+            "type": "object", "required": ["uri", "version", "releases"]}, tags=("open data",),
+        extra_responses={404: "tender_not_found"})),
     _post("sign-in", _act(hall.sign_in, body=False), BIDDER, "Sign in to the opening (签到)",
           errors={409: "already_signed_in, wrong_step"}),
     _post("start-sign-in", _act(hall.start_sign_in, body=False), AGENT, "Host: start sign-in"),

@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-import shutil
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ from tenderhall import bus, formatting, log
 from tenderhall.accounts import CurrentUser
 from tenderhall.canonical import canonical_json
 from trading import hall_store as hs
-from trading import store, uploads
+from trading import ocds, store, uploads
 from trading.hall import (
     CHAT_INTERVAL, CHAT_STEPS, DEPOSITS, MAX_ANSWER, MAX_CHAT, MAX_NOTE, MAX_OBJECTION, OBJECTION_STEPS,
     SHARE_SIZE, SIGN_IN_STEPS, STEP_NAMES, HallRefused, InvalidInput, Viewer, actions, amount, b64url_bytes,
@@ -35,19 +35,14 @@ from trading.hall import (
     record_confirmation_message, record_document, require_host, require_step, share_subsets, step_after_window,
     text_field,
 )
-from trading.manifest import validate_manifest, verify_raw_p256
+from trading.manifest import Manifest, validate_manifest, verify_raw_p256
 from trading.seal_errors import KeyCommitmentMismatch, SealError, SignatureInvalid, WrapInvalid
 from trading.sealing import check_content_key, content_key_from_shares, open_bid
-from trading.service import Deps, server_now, topic
+from trading.service import Deps, get_tender, server_now, topic
 from trading.tenders import NotFound, iso, parse_time
 
 CHAT_SHOWN = 200
 TIMELINE_SHOWN = 300
-
-
-def opened_dir(storage_dir: Path, tender_id: uuid.UUID, bid_id: uuid.UUID) -> Path:
-    """Where an opened bid's files are kept for the evaluation (and nobody else)."""
-    return storage_dir / "opened" / str(tender_id) / str(bid_id)
 
 
 # ---------------------------------------------------------------------------- common
@@ -206,8 +201,8 @@ async def snapshot(deps: Deps, user: CurrentUser | None, tender_id: uuid.UUID, *
         } for o in objections],
         "chat": [_chat_view(c, listed or viewer.host, me_org) for c in chat],
         "record": None,
-        "timeline": [{"id": t["id"], "at": iso(t["created_at"]), "kind": t["kind"], "text": t["payload"].get("text")}
-                     for t in timeline],
+        "timeline": [{"id": t["id"], "at": iso(t["created_at"]), "kind": t["kind"], "step": t["payload"].get("step"),
+                      "text": t["payload"].get("text")} for t in timeline],
         "video": {"live": video_live},
         "last_event_id": last_event,
     }
@@ -380,6 +375,79 @@ async def publish_bidders(deps: Deps, user: CurrentUser, tender_id: uuid.UUID) -
 # ---------------------------------------------------------------------------- decryption
 
 
+async def _failed_attempt(deps: Deps, tender_id: uuid.UUID, bid_id: uuid.UUID, failure: str) -> None:
+    async with deps.pool.acquire() as conn:
+        async with conn.transaction():
+            await hs.opening(conn, tender_id, for_update=True)
+            await hs.record_failure(conn, bid_id, failure)
+            await _act(conn, deps, tender_id, "decrypt_failed", {"bid": str(bid_id), "failure": failure}, {})
+
+
+@dataclass(frozen=True)
+class _Verified:
+    """A bid whose stored ciphertext opened and verified under `key`, waiting to be recorded."""
+
+    bid: asyncpg.Record
+    key: bytes
+    summary: dict[str, Any]
+    files: list[dict[str, Any]]
+    by: str
+    from_status: str
+
+
+def _verify_stored(path: Path, key: bytes, manifest: Manifest) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Decrypt and authenticate the whole stored ciphertext without writing plaintext (SealError, OSError).
+
+    The files' header digests are checked when the evaluation extracts them (docs/sealing.md §7).
+    """
+    with path.open("rb") as stream:
+        opened = open_bid(stream, key, manifest, None, check_file_digests=False)
+    return dict(opened.summary), [{"name": f.name, "size": f.size, "sha256": f.sha256} for f in opened.files]
+
+
+async def _verify(deps: Deps, tender_id: uuid.UUID, bid: asyncpg.Record, manifest: Manifest, key: bytes, by: str,
+                  from_status: str) -> _Verified:
+    """Check the receipt, then every chunk; a failure is recorded against the bid and raised (422)."""
+    bid_id = bid["bid_id"]
+    # The stored ciphertext must be exactly what the receipt acknowledged: its digest is checked
+    # against the manifest by open_bid, and the manifest's against the receipt's here.
+    if not (bid["ciphertext_sha256"] == manifest.ciphertext.sha256 == bid["receipt"].get("ciphertext_sha256")):
+        await _failed_attempt(deps, tender_id, bid_id, "the stored ciphertext does not match the receipt")
+        raise HallRefused("the stored ciphertext does not match the receipt", code="ciphertext_invalid", status=422)
+    path = uploads.bid_path(deps.settings.storage_dir, tender_id, bid["upload_id"])
+    try:
+        summary, files = await asyncio.to_thread(_verify_stored, path, key, manifest)
+    except (SealError, OSError) as exc:
+        await _failed_attempt(deps, tender_id, bid_id, f"the ciphertext does not open: {exc}")
+        raise HallRefused(f"the stored ciphertext does not open with this key: {exc}", code="ciphertext_invalid",
+                          status=422) from None
+    return _Verified(bid, key, summary, files, by, from_status)
+
+
+async def _record_opened(deps: Deps, tender_id: uuid.UUID, batch: list[_Verified]) -> set[uuid.UUID]:
+    """Record verified bids as opened in one transaction; the ids recorded (another attempt may have won)."""
+    async with deps.pool.acquire() as conn:
+        async with conn.transaction():
+            now = await server_now(conn)
+            row = await hs.opening(conn, tender_id, for_update=True)
+            recorded = await hs.mark_opened(conn, now, [{
+                "bid_id": v.bid["bid_id"], "by": v.by, "summary": v.summary, "key": v.key, "files": v.files,
+                "from_status": v.from_status} for v in batch])
+            done = [v for v in batch if v.bid["bid_id"] in recorded]
+            if not done:
+                return recorded
+            await log.append_entries(conn, deps.signer, [("opening.bid_opened", {
+                "tender": str(tender_id), "bid": str(v.bid["bid_id"]), "lot": v.bid["lot_code"], "by": v.by,
+                "ciphertext_sha256": v.bid["ciphertext_sha256"],
+                "summary_sha256": hashlib.sha256(canonical_json(v.summary)).hexdigest(), "declared_files": v.files})
+                for v in done])
+            await bus.emit(conn, topic(tender_id), "hall.bids_opened", {"bids": [str(v.bid["bid_id"]) for v in done]})
+            if row["step"] == "custodians" and await hs.count_status(conn, tender_id, "awaiting_custodians") == 0:
+                await hs.set_step(conn, tender_id, "reading", now)
+                await _act(conn, deps, tender_id, "step", {"step": "reading"}, {"step": "reading"})
+    return recorded
+
+
 async def decrypt(deps: Deps, user: CurrentUser, tender_id: uuid.UUID, data: Any) -> dict[str, Any]:
     """A bidder sends its bid's content key; the server opens and verifies the stored ciphertext."""
     if not isinstance(data, dict):
@@ -410,77 +478,11 @@ async def decrypt(deps: Deps, user: CurrentUser, tender_id: uuid.UUID, data: Any
         await _failed_attempt(deps, tender_id, bid_id, "the key does not open this bid")
         raise HallRefused("this key is not the bid's content key (its commitment does not match); "
                           "check the key file and retry", code="key_mismatch", status=422) from None
-    await _open_and_record(deps, tender_id, bid, manifest, key, "bidder", "listed")
+    # An attempt that began inside the window is recorded even if its verification ends after it.
+    verified = await _verify(deps, tender_id, bid, manifest, key, "bidder", "listed")
+    if bid_id not in await _record_opened(deps, tender_id, [verified]):
+        raise HallRefused("this bid was opened by another attempt meanwhile", code="already_opened")
     return {"bid_id": str(bid_id), "status": "opened"}
-
-
-async def _failed_attempt(deps: Deps, tender_id: uuid.UUID, bid_id: uuid.UUID, failure: str) -> None:
-    async with deps.pool.acquire() as conn:
-        async with conn.transaction():
-            await hs.opening(conn, tender_id, for_update=True)
-            await hs.record_failure(conn, bid_id, failure)
-            await _act(conn, deps, tender_id, "decrypt_failed", {"bid": str(bid_id), "failure": failure}, {})
-
-
-def _open_files(ciphertext: Path, key: bytes, manifest: Any, target: Path) -> dict[str, Any]:
-    """Open into a fresh directory beside `target`; return the summary (SealError on any failure)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    scratch = target.parent / f".opening-{target.name}-{uuid.uuid4().hex}"
-    scratch.mkdir()
-    try:
-        with ciphertext.open("rb") as stream:
-            opened = open_bid(stream, key, manifest, scratch)
-    except BaseException:
-        shutil.rmtree(scratch, ignore_errors=True)
-        raise
-    return {"summary": opened.summary, "scratch": scratch,
-            "files": [{"name": f.name, "size": f.size, "sha256": f.sha256} for f in opened.files]}
-
-
-async def _open_and_record(deps: Deps, tender_id: uuid.UUID, bid: asyncpg.Record, manifest: Any, key: bytes,
-                           by: str, from_status: str) -> bool:
-    """Open a bid with a checked key and record it; False when another attempt won the race."""
-    bid_id = bid["bid_id"]
-    # The stored ciphertext must be exactly what the receipt acknowledged: its digest is checked
-    # against the manifest by open_bid, and the manifest's against the receipt's here.
-    if not (bid["ciphertext_sha256"] == manifest.ciphertext.sha256 == bid["receipt"].get("ciphertext_sha256")):
-        await _failed_attempt(deps, tender_id, bid_id, "the stored ciphertext does not match the receipt")
-        raise HallRefused("the stored ciphertext does not match the receipt", code="ciphertext_invalid", status=422)
-    path = uploads.bid_path(deps.settings.storage_dir, tender_id, bid["upload_id"])
-    target = opened_dir(deps.settings.storage_dir, tender_id, bid_id)
-    try:
-        result = await asyncio.to_thread(_open_files, path, key, manifest, target)
-    except (SealError, OSError) as exc:
-        await _failed_attempt(deps, tender_id, bid_id, f"the ciphertext does not open: {exc}")
-        raise HallRefused(f"the stored ciphertext does not open with this key: {exc}", code="ciphertext_invalid",
-                          status=422) from None
-    scratch: Path = result["scratch"]
-    summary = result["summary"]
-    try:
-        async with deps.pool.acquire() as conn:
-            async with conn.transaction():
-                now = await server_now(conn)
-                row = await hs.opening(conn, tender_id, for_update=True)
-                if not await hs.mark_opened(conn, bid_id, by, now, summary, from_status):
-                    return False
-                await asyncio.to_thread(_replace_dir, scratch, target)
-                await _act(conn, deps, tender_id, "bid_opened", {
-                    "bid": str(bid_id), "lot": bid["lot_code"], "by": by,
-                    "ciphertext_sha256": bid["ciphertext_sha256"],
-                    "summary_sha256": hashlib.sha256(canonical_json(summary)).hexdigest(),
-                    "files": result["files"]}, {"bid": str(bid_id)})
-                if row["step"] == "custodians" and await hs.count_status(conn, tender_id, "awaiting_custodians") == 0:
-                    await hs.set_step(conn, tender_id, "reading", now)
-                    await _act(conn, deps, tender_id, "step", {"step": "reading"}, {"step": "reading"})
-        return True
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-
-
-def _replace_dir(scratch: Path, target: Path) -> None:
-    if target.exists():
-        shutil.rmtree(target)
-    os.replace(scratch, target)
 
 
 async def close_window(deps: Deps, user: CurrentUser, tender_id: uuid.UUID) -> dict[str, Any]:
@@ -550,36 +552,72 @@ async def release_shares(deps: Deps, user: CurrentUser, tender_id: uuid.UUID, da
     return {"released": len(parsed), "opened": opened}
 
 
+RECORD_BATCH = 200
+
+
 async def open_ready_bids(deps: Deps, tender_id: uuid.UUID) -> int:
-    """Combine shares and open every waiting bid that has k of them; safe to repeat (a restart resumes here)."""
+    """Combine shares and open every waiting bid that has k of them; safe to repeat (a restart resumes here).
+
+    Bids are verified on as many worker threads as there are CPUs, while one recorder writes
+    whatever has finished in batches, so the database work overlaps the decryption and costs
+    one transaction per batch rather than one per bid.
+    """
     async with deps.pool.acquire() as conn:
         tender = await _tender(conn, tender_id)
         ready = await hs.ready_for_custodians(conn, tender_id, tender["threshold"])
+    if not ready:
+        return 0
     limit = asyncio.Semaphore(max(1, os.cpu_count() or 1))
+    finished: asyncio.Queue[_Verified | None] = asyncio.Queue()
 
-    async def one(bid_id: uuid.UUID) -> bool:
-        async with limit:
-            async with deps.pool.acquire() as conn:
-                bid = await hs.bid(conn, bid_id)
-                released = await hs.shares(conn, bid_id)
-            manifest = validate_manifest(bid["manifest"])
-            key = None
-            for subset in share_subsets(released, tender["threshold"]):
-                try:
-                    key = content_key_from_shares(manifest, list(subset))
-                    break
-                except (KeyCommitmentMismatch, WrapInvalid, SealError, ValueError):
-                    continue
-            if key is None:
-                await _failed_attempt(deps, tender_id, bid_id, "the released shares do not combine to the bid's key")
-                return False
-            try:
-                return await _open_and_record(deps, tender_id, bid, manifest, key, "custodians", "awaiting_custodians")
-            except HallRefused:
-                return False
+    async def verify_one(bid_id: uuid.UUID) -> None:
+        result = None
+        try:
+            async with limit:
+                result = await _combined(deps, tender_id, bid_id, tender["threshold"])
+        finally:
+            finished.put_nowait(result)
 
-    results = await asyncio.gather(*(one(b) for b in ready))
-    return sum(results)
+    workers = [asyncio.create_task(verify_one(b)) for b in ready]
+    recorded = 0
+    try:
+        outstanding = len(ready)
+        while outstanding:
+            batch = [await finished.get()]
+            while not finished.empty() and len(batch) < RECORD_BATCH:
+                batch.append(finished.get_nowait())
+            outstanding -= len(batch)
+            verified = [v for v in batch if v is not None]
+            if verified:
+                recorded += len(await _record_opened(deps, tender_id, verified))
+    finally:
+        results = await asyncio.gather(*workers, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return recorded
+
+
+async def _combined(deps: Deps, tender_id: uuid.UUID, bid_id: uuid.UUID, k: int) -> _Verified | None:
+    """The bid verified under the key its released shares combine to; None (recorded) when they do not."""
+    async with deps.pool.acquire() as conn:
+        bid = await hs.bid(conn, bid_id)
+        released = await hs.shares(conn, bid_id)
+    manifest = validate_manifest(bid["manifest"])
+    key = None
+    for subset in share_subsets(released, k):
+        try:
+            key = content_key_from_shares(manifest, list(subset))
+            break
+        except (KeyCommitmentMismatch, WrapInvalid, SealError, ValueError):
+            continue
+    if key is None:
+        await _failed_attempt(deps, tender_id, bid_id, "the released shares do not combine to the bid's key")
+        return None
+    try:
+        return await _verify(deps, tender_id, bid, manifest, key, "custodians", "awaiting_custodians")
+    except HallRefused:
+        return None
 
 
 async def finish_custodians(deps: Deps, user: CurrentUser, tender_id: uuid.UUID) -> dict[str, Any]:
@@ -604,32 +642,25 @@ async def finish_custodians(deps: Deps, user: CurrentUser, tender_id: uuid.UUID)
 async def read_next(deps: Deps, user: CurrentUser, tender_id: uuid.UUID, data: Any) -> dict[str, Any]:
     """Read out (唱标) the next opened bid, or every remaining one with {"all": true}."""
     read_all = isinstance(data, dict) and data.get("all") is True
-    read: list[str] = []
     async with deps.pool.acquire() as conn:
         async with conn.transaction():
             now = await server_now(conn)
             tender, row = await _locked(conn, tender_id, now)
             require_host(await _viewer(conn, tender, user, True))
             require_step(row["step"], ("reading",), "read out")
-            while True:
-                bid_id = await hs.next_to_read(conn, tender_id)
-                if bid_id is None:
-                    break
-                order = await hs.take_read_order(conn, tender_id)
-                await hs.set_read(conn, bid_id, order, now)
-                bid = next(b for b in await hs.bids(conn, tender_id) if b["bid_id"] == bid_id)
-                words = _in_words(bid["summary"], tender["summary_fields"])
-                await _act(conn, deps, tender_id, "read_out", {
-                    "bid": str(bid_id), "lot": bid["lot_code"], "bidder": bid["credit_code"], "order": order,
-                    "summary": bid["summary"]}, {
-                    "bid": str(bid_id), "lot": bid["lot_code"], "bidder": bid["bidder"], "order": order,
-                    "summary": bid["summary"], "amounts_in_words": words})
-                read.append(str(bid_id))
-                if not read_all:
-                    break
-            if not read:
+            orders = await hs.read_next(conn, tender_id, 100_000 if read_all else 1, row["next_read_order"], now)
+            if not orders:
                 raise HallRefused("every opened bid has been read out", code="nothing_to_read")
-    return {"read": read}
+            read = sorted((b for b in await hs.bids(conn, tender_id) if b["bid_id"] in orders),
+                          key=lambda b: orders[b["bid_id"]])
+            await log.append_entries(conn, deps.signer, [("opening.read_out", {
+                "tender": str(tender_id), "bid": str(b["bid_id"]), "lot": b["lot_code"], "bidder": b["credit_code"],
+                "order": orders[b["bid_id"]], "summary": b["summary"]}) for b in read])
+            await bus.emit_many(conn, topic(tender_id), [("hall.read_out", {
+                "bid": str(b["bid_id"]), "lot": b["lot_code"], "bidder": b["bidder"], "order": orders[b["bid_id"]],
+                "summary": b["summary"], "amounts_in_words": _in_words(b["summary"], tender["summary_fields"])})
+                for b in read])
+    return {"read": [str(b["bid_id"]) for b in read]}
 
 
 async def generate_record(deps: Deps, user: CurrentUser, tender_id: uuid.UUID) -> dict[str, Any]:
@@ -829,6 +860,36 @@ async def hall_role(deps: Deps, user: CurrentUser, tender_id: uuid.UUID) -> View
         row = await hs.opening(conn, tender_id)
         frozen = row is not None and row["step"] not in ("waiting", "sign_in")
         return await _viewer(conn, tender, user, frozen)
+
+
+async def announce_video(deps: Deps, tender_id: uuid.UUID, live: bool) -> None:
+    """Tell the hall the host's video started or stopped, so viewers connect without a reload."""
+    async with deps.pool.acquire() as conn:
+        async with conn.transaction():
+            await bus.emit(conn, topic(tender_id), "hall.video", {"live": live})
+
+
+async def signing_key_id(deps: Deps, user: CurrentUser) -> str | None:
+    """The key id of the user's organisation's active signing key (the page checks the browser holds it)."""
+    if user.organisation_id is None:
+        return None
+    async with deps.pool.acquire() as conn:
+        keys = await store.org_active_keys(conn, user.organisation_id)
+    return keys["sign_key_id"] if keys and keys["id"] else None
+
+
+async def ocds_package(deps: Deps, tender_id: uuid.UUID, uri: str) -> dict[str, Any]:
+    """The tender (and its opening, as the public sees it) as an OCDS 1.1 release package."""
+    tender = await get_tender(deps, None, tender_id)
+    if tender["status"] == "draft":
+        raise NotFound(f"no published tender has id {tender_id}", code="tender_not_found")
+    async with deps.pool.acquire() as conn:
+        has_opening = await hs.opening(conn, tender_id) is not None
+        agent = await store.agent_organisation(conn, tender_id)
+        now = await server_now(conn)
+    opening = await snapshot(deps, None, tender_id) if has_opening else None
+    return ocds.release_package(tender, opening, uri=uri, published_date=now, publisher_name=deps.settings.publisher_name,
+                                agent={"name": agent["name"], "credit_code": agent["credit_code"]} if agent else None)
 
 
 async def open_pending_everywhere(deps: Deps) -> int:

@@ -18,7 +18,6 @@ SET_OUTCOMES = "UPDATE openings SET lot_outcomes = $2, failure_reason = $3 WHERE
 SET_RECORD = """UPDATE openings SET record = $2, record_sha256 = $3, record_at = $4, confirm_deadline = $5
 WHERE tender_id = $1"""
 SET_CLOSED = "UPDATE openings SET resumption_at = $2 WHERE tender_id = $1"
-TAKE_READ_ORDER = "UPDATE openings SET next_read_order = next_read_order + 1 WHERE tender_id = $1 RETURNING next_read_order - 1"
 
 SIGN_IN = """INSERT INTO opening_bidders (tender_id, organisation_id, signed_in_by, signed_in_at) VALUES ($1, $2, $3, $4)
 ON CONFLICT (tender_id, organisation_id) DO UPDATE SET signed_in_by = $3, signed_in_at = $4
@@ -54,8 +53,13 @@ EXCLUDE_LOT = """UPDATE opening_bids SET status = 'excluded', reason = $3
 WHERE tender_id = $1 AND lot_code = $2 AND status = 'listed'"""
 RECORD_FAILURE = """UPDATE opening_bids SET attempts = attempts + 1, last_failure = $2
 WHERE bid_id = $1 AND status IN ('listed', 'awaiting_custodians')"""
-MARK_OPENED = """UPDATE opening_bids SET status = 'opened', opened_by = $2, opened_at = $3, summary = $4, last_failure = NULL
-WHERE bid_id = $1 AND status = $5"""
+MARK_OPENED = """
+UPDATE opening_bids ob SET status = 'opened', opened_by = o.opened_by, opened_at = $1, summary = o.summary,
+       content_key = o.content_key, files = o.files, last_failure = NULL
+FROM unnest($2::uuid[], $3::text[], $4::jsonb[], $5::bytea[], $6::jsonb[], $7::text[])
+     AS o(bid_id, opened_by, summary, content_key, files, from_status)
+WHERE ob.bid_id = o.bid_id AND ob.status = o.from_status
+RETURNING ob.bid_id"""
 AWAIT_CUSTODIANS = """UPDATE opening_bids SET status = 'awaiting_custodians'
 WHERE tender_id = $1 AND status = 'listed' RETURNING bid_id"""
 VOID_REST = """UPDATE opening_bids SET status = 'void', reason = $3
@@ -65,7 +69,16 @@ NEXT_TO_READ = """
 SELECT ob.bid_id FROM opening_bids ob JOIN bids b ON b.id = ob.bid_id JOIN lots l ON l.tender_id = ob.tender_id AND l.code = ob.lot_code
 WHERE ob.tender_id = $1 AND ob.status = 'opened' AND ob.read_order IS NULL
 ORDER BY l.position, b.received_at, ob.bid_id LIMIT 1"""
-SET_READ = "UPDATE opening_bids SET read_order = $2, read_at = $3 WHERE bid_id = $1"
+# Read out the next `$2` opened bids in one statement, numbered on from `$3` in read-out order.
+READ_NEXT = """
+WITH ordered AS (
+    SELECT ob.bid_id, row_number() OVER (ORDER BY l.position, b.received_at, ob.bid_id) AS n
+    FROM opening_bids ob JOIN bids b ON b.id = ob.bid_id JOIN lots l ON l.tender_id = ob.tender_id AND l.code = ob.lot_code
+    WHERE ob.tender_id = $1 AND ob.status = 'opened' AND ob.read_order IS NULL
+    ORDER BY n LIMIT $2)
+UPDATE opening_bids ob SET read_order = $3 + o.n - 1, read_at = $4 FROM ordered o WHERE ob.bid_id = o.bid_id
+RETURNING ob.bid_id, ob.read_order"""
+ADVANCE_READ_ORDER = "UPDATE openings SET next_read_order = next_read_order + $2 WHERE tender_id = $1 RETURNING next_read_order"
 
 INSERT_SHARE = """INSERT INTO opening_shares (bid_id, position, custodian_id, share, released_at) VALUES ($1, $2, $3, $4, $5)"""
 SELECT_SHARES = "SELECT share FROM opening_shares WHERE bid_id = $1 ORDER BY released_at, position"
@@ -107,8 +120,8 @@ WHERE ob.tender_id = $1 AND ob.organisation_id = $2 ORDER BY b.received_at DESC 
 ORG_HAS_ACTIVE_BID = "SELECT EXISTS (SELECT 1 FROM bids WHERE tender_id = $1 AND organisation_id = $2 AND status = 'active')"
 ORG_HAS_OPENING_BID = "SELECT EXISTS (SELECT 1 FROM opening_bids WHERE tender_id = $1 AND organisation_id = $2)"
 CUSTODIAN_POSITION = "SELECT position FROM tender_custodians WHERE tender_id = $1 AND custodian_id = $2"
-SELECT_TIMELINE = """SELECT id, kind, payload, created_at FROM events WHERE topic = $1 AND kind LIKE 'hall.%'
-ORDER BY id DESC LIMIT $2"""
+SELECT_TIMELINE = """SELECT id, kind, payload, created_at FROM events
+WHERE topic = $1 AND kind LIKE 'hall.%' AND kind <> 'hall.chat' ORDER BY id DESC LIMIT $2"""
 LAST_EVENT_ID = "SELECT coalesce(max(id), 0) FROM events WHERE topic = $1"
 
 
@@ -139,10 +152,6 @@ async def set_record(conn: asyncpg.Connection, tender_id: uuid.UUID, record: dic
 
 async def set_resumption(conn: asyncpg.Connection, tender_id: uuid.UUID, resumption_at: datetime | None) -> None:
     await conn.execute(SET_CLOSED, tender_id, resumption_at)
-
-
-async def take_read_order(conn: asyncpg.Connection, tender_id: uuid.UUID) -> int:
-    return await conn.fetchval(TAKE_READ_ORDER, tender_id)
 
 
 async def sign_in(conn: asyncpg.Connection, tender_id: uuid.UUID, org: uuid.UUID, user: uuid.UUID, at: datetime) -> bool:
@@ -191,9 +200,12 @@ async def record_failure(conn: asyncpg.Connection, bid_id: uuid.UUID, failure: s
     await conn.execute(RECORD_FAILURE, bid_id, failure)
 
 
-async def mark_opened(conn: asyncpg.Connection, bid_id: uuid.UUID, by: str, at: datetime, summary: dict[str, Any],
-                      from_status: str) -> bool:
-    return (await conn.execute(MARK_OPENED, bid_id, by, at, summary, from_status)) == "UPDATE 1"
+async def mark_opened(conn: asyncpg.Connection, at: datetime, opened: list[dict[str, Any]]) -> set[uuid.UUID]:
+    """Mark each {bid_id, by, summary, key, files, from_status} opened if still in from_status; the ids marked."""
+    rows = await conn.fetch(MARK_OPENED, at, [o["bid_id"] for o in opened], [o["by"] for o in opened],
+                            [o["summary"] for o in opened], [o["key"] for o in opened],
+                            [o["files"] for o in opened], [o["from_status"] for o in opened])
+    return {r["bid_id"] for r in rows}
 
 
 async def await_custodians(conn: asyncpg.Connection, tender_id: uuid.UUID) -> list[uuid.UUID]:
@@ -212,8 +224,13 @@ async def next_to_read(conn: asyncpg.Connection, tender_id: uuid.UUID) -> uuid.U
     return await conn.fetchval(NEXT_TO_READ, tender_id)
 
 
-async def set_read(conn: asyncpg.Connection, bid_id: uuid.UUID, order: int, at: datetime) -> None:
-    await conn.execute(SET_READ, bid_id, order, at)
+async def read_next(conn: asyncpg.Connection, tender_id: uuid.UUID, limit: int, first_order: int,
+                    at: datetime) -> dict[uuid.UUID, int]:
+    """Give the next `limit` unread opened bids their read order; {bid_id: order}."""
+    rows = await conn.fetch(READ_NEXT, tender_id, limit, first_order, at)
+    if rows:
+        await conn.execute(ADVANCE_READ_ORDER, tender_id, len(rows))
+    return {r["bid_id"]: r["read_order"] for r in rows}
 
 
 async def insert_share(conn: asyncpg.Connection, bid_id: uuid.UUID, position: int, custodian: uuid.UUID,

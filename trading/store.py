@@ -46,6 +46,8 @@ WHERE tc.tender_id = $1 ORDER BY tc.position
 """
 PIN_CUSTODIAN_KEY = "UPDATE tender_custodians SET key_set_id = $3 WHERE tender_id = $1 AND position = $2"
 PUBLISH_TENDER = "UPDATE tenders SET status = 'published', published_at = $2 WHERE id = $1"
+SELECT_AGENT_ORGANISATION = """SELECT o.name, o.credit_code FROM tenders t JOIN users u ON u.id = t.agent_id
+JOIN organisations o ON o.id = u.organisation_id WHERE t.id = $1"""
 SELECT_USERS_ROLES = "SELECT id, roles FROM users WHERE id = ANY($1::uuid[])"
 
 LIST_TENDERS = """
@@ -184,6 +186,10 @@ async def pin_custodian_key(conn: asyncpg.Connection, tender_id: uuid.UUID, posi
 
 async def publish(conn: asyncpg.Connection, tender_id: uuid.UUID, at: datetime) -> None:
     await conn.execute(PUBLISH_TENDER, tender_id, at)
+
+
+async def agent_organisation(conn: asyncpg.Connection, tender_id: uuid.UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow(SELECT_AGENT_ORGANISATION, tender_id)
 
 
 async def users_roles(conn: asyncpg.Connection, ids: list[uuid.UUID]) -> dict[uuid.UUID, list[str]]:

@@ -24,8 +24,11 @@ from tests.hall_world import (
     Hall, content_key, end_window, make_hall, pass_deadline, post, share, to_decryption,
 )
 from tests.integration.test_submission import serve
+from tests.unit.test_ocds import errors as ocds_errors
+from tests.unit.test_ocds import validator  # noqa: F401 - the OCDS schema validator fixture
 from trading.hall import record_confirmation_message
-from trading.hall_service import opened_dir
+from trading import sealing, uploads
+from trading.manifest import validate_manifest
 
 
 def sign_record(hall: Hall, bidder_index: int, sha256: str) -> str:
@@ -56,7 +59,19 @@ def hall(client: TestClient, database_url: str) -> Hall:
     return make_hall(client, database_url)
 
 
-def test_full_opening_with_one_bid_opened_by_custodians(client: TestClient, hall: Hall, settings: Settings) -> None:
+def opened_files(hall: Hall, settings: Settings, bid: str, target: Any) -> set[str]:
+    """What the evaluation gets: the kept content key opens the stored ciphertext."""
+    row = run_db(hall.dsn, lambda c: c.fetchrow(
+        "SELECT ob.content_key, b.upload_id, u.manifest FROM opening_bids ob JOIN bids b ON b.id = ob.bid_id "
+        "JOIN uploads u ON u.id = b.upload_id WHERE ob.bid_id = $1", uuid.UUID(bid)))
+    path = uploads.bid_path(settings.storage_dir, uuid.UUID(hall.id), row["upload_id"])
+    with path.open("rb") as stream:
+        opened = sealing.open_bid(stream, bytes(row["content_key"]), validate_manifest(row["manifest"]), target)
+    return {f.name for f in opened.files}
+
+
+def test_full_opening_with_one_bid_opened_by_custodians(client: TestClient, hall: Hall, settings: Settings,
+                                                        validator: Any, tmp_path: Any) -> None:
     waiting = snapshot(client, hall.bidders[0].user, hall)
     assert waiting["step"] == "waiting" and waiting["bids_received"] == 3
     assert waiting["bidders"] == [] and waiting["bids"] == []
@@ -91,8 +106,9 @@ def test_full_opening_with_one_bid_opened_by_custodians(client: TestClient, hall
     state = snapshot(client, hall.agent, hall)
     assert state["step"] == "reading"
     assert {b["opened_by"] for b in state["bids"]} == {"bidder", "custodians"}
-    opened = opened_dir(settings.storage_dir, uuid.UUID(hall.id), uuid.UUID(bid_id(hall, 2)))
-    assert (opened / "技术标.pdf").read_bytes().startswith(b"MARKER-FILE-PLAINTEXT")
+    assert opened_files(hall, settings, bid_id(hall, 2), tmp_path) == {"技术标.pdf"}
+    assert (tmp_path / "技术标.pdf").read_bytes().startswith(b"MARKER-FILE-PLAINTEXT")
+    assert not list(settings.storage_dir.rglob("技术标.pdf"))  # no plaintext rests on the server
 
     r = post(client, hall.agent, hall, "read-next")
     assert r.status_code == 200 and len(r.json()["read"]) == 1
@@ -137,13 +153,20 @@ def test_full_opening_with_one_bid_opened_by_custodians(client: TestClient, hall
     r = post(client, hall.agent, hall, "close", {"resumption_at": resume})
     assert r.status_code == 200 and r.json()["step"] == "closed", r.text
 
-    kinds = run_db(hall.dsn, lambda c: c.fetch("SELECT kind FROM log_entries ORDER BY index"))
+    kinds = run_db(hall.dsn, lambda c: c.fetch("SELECT kind FROM log_entries ORDER BY idx"))
     kinds = [k["kind"] for k in kinds]
     for kind in ("opening.bidders_published", "opening.bid_opened", "opening.read_out", "opening.record",
                  "opening.record_confirmed", "opening.closed", "opening.objection", "opening.shares_released"):
         assert kind in kinds, kind
     timeline = snapshot(client, hall.bidders[0].user, hall)["timeline"]
     assert timeline[-1]["kind"] == "hall.closed"
+
+    client.cookies.clear()  # open data needs no login
+    package = client.get(f"/api/tenders/{hall.id}/ocds").json()
+    assert ocds_errors(validator, package) == []
+    release = package["releases"][0]
+    assert release["tender"]["status"] == "complete"
+    assert sorted(d["value"]["amount"] for d in release["bids"]["details"]) == [97000000, 98765432.1, 99100000.5]
 
 
 def test_bad_decryption_requests_are_refused_precisely(client: TestClient, hall: Hall) -> None:
@@ -179,7 +202,9 @@ def test_bad_decryption_requests_are_refused_precisely(client: TestClient, hall:
                                                                         "share": share(hall, b, 1)}]}), 409, "wrong_step")
 
 
-def test_steps_out_of_order_and_early_acts_are_refused(client: TestClient, hall: Hall) -> None:
+def test_steps_out_of_order_and_early_acts_are_refused(client: TestClient, hall: Hall, validator: Any) -> None:
+    before = client.get(f"/api/tenders/{hall.id}/ocds").json()
+    assert ocds_errors(validator, before) == [] and "bids" not in before["releases"][0]
     refused(post(client, hall.agent, hall, "close-submissions"), 409, "wrong_step")
     assert post(client, hall.agent, hall, "start-sign-in").status_code == 200
     refused(post(client, hall.agent, hall, "start-sign-in"), 409, "wrong_step")

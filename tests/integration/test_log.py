@@ -115,6 +115,37 @@ def test_stored_proofs_for_every_index_and_size_verify(database_url: str) -> Non
     run_db(database_url, work)
 
 
+def test_batches_of_any_size_at_any_offset_make_the_same_tree(database_url: str) -> None:
+    key = new_key()
+    singles = append_many(database_url, key, 5)
+
+    async def work(conn: asyncpg.Connection) -> list[list[log.AppendResult]]:
+        out = []
+        for n, count in enumerate((1, 2, 7, 37, 100, 3)):
+            async with conn.transaction():
+                out.append(await log.append_entries(conn, key, [("test.batch", {"batch": n, "i": i})
+                                                                for i in range(count)]))
+        return out
+
+    batches = run_db(database_url, work)
+    results = singles + [r for batch in batches for r in batch]
+    assert [r.index for r in results] == list(range(len(results)))
+    for batch in batches:
+        assert [r.tree_head.tree_size for r in batch] == [r.index + 1 for r in batch]
+        for r in batch:
+            assert log.verify_receipt_proof(r.entry_bytes, r.index, r.tree_head.as_json(), r.inclusion_proof,
+                                            key.public_pem)
+    assert results[-1].tree_head.root_hash == merkle.root_from_leaves([r.leaf_hash for r in results])
+    assert verify(database_url, key).ok
+
+    async def empty(conn: asyncpg.Connection) -> None:
+        async with conn.transaction():
+            await log.append_entries(conn, key, [])
+
+    with pytest.raises(log.LogError):
+        run_db(database_url, empty)
+
+
 def test_append_costs_the_same_queries_at_any_size(database_url: str) -> None:
     """O(log n) per append: a constant number of queries, and 300 appends stay quick."""
     key = new_key()

@@ -664,3 +664,22 @@ def test_custodian_shares_of_a_different_key_are_refused(keys):
     assert sealing.content_key_from_bidder_wrap(manifest, keys["decrypt"]) == k1
     opened, _ = open_all(keys, sealed, ciphertext)
     assert [f.name for f in opened.files] == ["a.txt"]
+
+
+def test_the_hall_opening_skips_only_the_file_digests_and_never_while_writing(keys, tmp_path):
+    sealed, _ = seal(keys, [])
+    key = os.urandom(32)
+    wrong_digest = container(canonical_json({"summary": {"p": "1"}, "files": [{"name": "a", "size": 3,
+                                                                                "sha256": "0" * 64}]}), b"abc")
+    ciphertext = encrypt_container(wrong_digest, key)
+    manifest = with_ciphertext(sealed.manifest, ciphertext, key)
+    opened = sealing.open_bid(io.BytesIO(ciphertext), key, manifest, check_file_digests=False)
+    assert opened.summary == {"p": "1"} and opened.files[0].sha256 == "0" * 64  # the header's claim, unchecked
+    with pytest.raises(seal_errors.DigestMismatch, match="file 'a'"):
+        sealing.open_bid(io.BytesIO(ciphertext), key, manifest)  # extraction always checks
+    with pytest.raises(ValueError, match="digests checked"):
+        sealing.open_bid(io.BytesIO(ciphertext), key, manifest, tmp_path, check_file_digests=False)
+    tampered = bytearray(ciphertext)
+    tampered[-1] ^= 1
+    with pytest.raises(seal_errors.SealError):  # every chunk is still authenticated
+        sealing.open_bid(io.BytesIO(bytes(tampered)), key, manifest, check_file_digests=False)
