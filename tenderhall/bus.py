@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,7 +24,9 @@ from tenderhall import db
 log = logging.getLogger(__name__)
 
 CHANNEL = "tenderhall_events"
-QUEUE_LIMIT = 1000
+# Events a slow subscriber may fall behind before it is told to resync; above the largest
+# burst one act emits (a read-out of every bid of a large opening).
+QUEUE_LIMIT = 10_000
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,11 @@ class Event:
     def as_json(self) -> dict[str, Any]:
         return {"id": self.id, "topic": self.topic, "kind": self.kind, "payload": self.payload,
                 "created_at": self.created_at.isoformat()}
+
+    @functools.cached_property
+    def text(self) -> str:
+        """The JSON text sent to subscribers, encoded once however many sockets carry it."""
+        return json.dumps(self.as_json(), ensure_ascii=False, separators=(",", ":"))
 
 
 def _event(row: asyncpg.Record) -> Event:
@@ -78,7 +87,7 @@ class Subscription:
 
     def __init__(self, topic: str) -> None:
         self.topic = topic
-        self.queue: asyncio.Queue[Event] = asyncio.Queue(QUEUE_LIMIT)
+        self.queue: asyncio.Queue[Event | None] = asyncio.Queue(QUEUE_LIMIT)
         self.lagged = False
 
     def offer(self, event: Event) -> None:
@@ -86,6 +95,11 @@ class Subscription:
             self.queue.put_nowait(event)
         except asyncio.QueueFull:
             self.lagged = True
+
+    def interrupt(self) -> None:
+        """Wake a reader blocked on the queue (None); a full queue needs no waking."""
+        with contextlib.suppress(asyncio.QueueFull):
+            self.queue.put_nowait(None)
 
 
 class Bus:

@@ -109,43 +109,58 @@ async def events_socket(websocket: WebSocket) -> None:
                 async with websocket.state.pool.acquire() as conn:
                     backlog = await event_bus.events_after(conn, topic, last, BACKLOG_PAGE)
                 for event in backlog:
-                    await websocket.send_json(event.as_json())
+                    await websocket.send_text(event.text)
                     last = event.id
                 if len(backlog) < BACKLOG_PAGE or disconnected.done():
                     break
-            loop = asyncio.get_running_loop()
-            next_check = loop.time() + SESSION_RECHECK_SECONDS
-            while not disconnected.done():
-                if subscription.lagged:
-                    await websocket.close(CLOSE_LAGGED, "too far behind; reconnect with your last event id")
-                    return
-                if loop.time() >= next_check:
-                    # A socket outlives the request that opened it: stop when the session ends,
-                    # however busy the topic is.
-                    if await resolve_session(websocket) is None:
-                        await websocket.close(CLOSE_UNAUTHENTICATED, "the session has ended; log in again")
-                        return
-                    next_check = loop.time() + SESSION_RECHECK_SECONDS
-                getter = asyncio.ensure_future(subscription.queue.get())
-                done, _ = await asyncio.wait({getter, disconnected}, timeout=max(0.0, next_check - loop.time()),
-                                             return_when=asyncio.FIRST_COMPLETED)
-                if not done:
-                    getter.cancel()
-                    continue
-                if getter not in done:
-                    getter.cancel()
-                    break
-                event = getter.result()
-                if event.id <= last:
-                    continue
-                await websocket.send_json(event.as_json())
-                last = event.id
+            await _send_live(websocket, subscription, disconnected, last)
     except WebSocketDisconnect:
         pass
     finally:
         disconnected.cancel()
         with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect):
             await disconnected
+
+
+async def _send_live(websocket: WebSocket, subscription: event_bus.Subscription, disconnected: asyncio.Task[None],
+                     last: int) -> None:
+    """Send queued events as they come until the client leaves, lags or its session ends.
+
+    A plain queue get: when a burst is queued (a read-out of every bid) it is drained without
+    a trip through the event loop per event, which is what keeps a thousand sockets in time.
+    The disconnect watcher and the session check wake the loop with None.
+    """
+    expired = asyncio.Event()
+    disconnected.add_done_callback(lambda _task: subscription.interrupt())
+    checker = asyncio.create_task(_recheck_session(websocket, subscription, expired))
+    try:
+        while not disconnected.done():
+            event = await subscription.queue.get()
+            if subscription.lagged:
+                await websocket.close(CLOSE_LAGGED, "too far behind; reconnect with your last event id")
+                return
+            if expired.is_set():
+                await websocket.close(CLOSE_UNAUTHENTICATED, "the session has ended; log in again")
+                return
+            if event is None or event.id <= last:
+                continue
+            await websocket.send_text(event.text)
+            last = event.id
+    finally:
+        checker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await checker
+
+
+async def _recheck_session(websocket: WebSocket, subscription: event_bus.Subscription, expired: asyncio.Event) -> None:
+    # A socket outlives the request that opened it: stop when the session ends, however quiet
+    # or busy the topic is.
+    while True:
+        await asyncio.sleep(SESSION_RECHECK_SECONDS)
+        if await resolve_session(websocket) is None:
+            expired.set()
+            subscription.interrupt()
+            return
 
 
 async def list_events(request: Request) -> Response:

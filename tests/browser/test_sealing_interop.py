@@ -10,10 +10,6 @@ import hashlib
 import io
 import json
 import os
-import threading
-import urllib.request
-from collections.abc import Iterator
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -26,47 +22,10 @@ from trading import bid_container, bid_format, key_wrap, seal_errors, sealing
 from trading.manifest import validate_manifest, verify_signature
 
 ROOT = Path(__file__).resolve().parents[2]
-HARNESS = Path(__file__).resolve().parent / "harness"
 VECTORS = json.loads((ROOT / "docs/test-vectors/sealing.json").read_text(encoding="utf-8"))
 FAST = 1000  # PBKDF2 iterations for test backups
 ORG = "91110000MA01ABCD1X"
 SUMMARY = {"price": "1234567.89", "duration_days": 180, "quality": "合格", "bond_paid": True}
-
-
-class _Handler(SimpleHTTPRequestHandler):
-    """Serves /static/* from the repo's static/ and /harness/* from the harness directory."""
-
-    def translate_path(self, path: str) -> str:
-        path = path.split("?", 1)[0].split("#", 1)[0]
-        for prefix, base in (("/static/", ROOT / "static"), ("/harness/", HARNESS)):
-            if path.startswith(prefix):
-                target = (base / path[len(prefix):]).resolve()
-                if base.resolve() in target.parents:
-                    return str(target)
-        return str(HARNESS / "__not_found__")
-
-    def log_message(self, format: str, *args: object) -> None:  # keep test output quiet
-        pass
-
-
-@pytest.fixture(scope="module")
-def base_url() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{server.server_address[1]}"
-    for _ in range(200):  # poll until it answers
-        try:
-            with urllib.request.urlopen(f"{url}/harness/index.html", timeout=1) as response:
-                if response.status == 200:
-                    break
-        except OSError:
-            continue
-    try:
-        yield url
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.fixture
