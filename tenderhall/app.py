@@ -1,4 +1,4 @@
-"""The application factory and its lifespan: pool, embedded database, bus, log key, templates."""
+"""The application factory and its lifespan: pool, embedded database, bus, log key, templates, media hub."""
 
 from __future__ import annotations
 
@@ -22,6 +22,8 @@ from tenderhall.bus import Bus
 from tenderhall.embedded_pg import EmbeddedPostgres
 from tenderhall.headers import SecurityHeaders
 from tenderhall.i18n import Translator, load_catalogues
+from tenderhall.media_hub import MediaHub
+from tenderhall.media_log import segment_logger
 from tenderhall.platform_key import PlatformKey, load_or_create
 from tenderhall.settings import REPO_ROOT, Settings
 
@@ -37,6 +39,7 @@ class State(TypedDict):
     platform_key: PlatformKey
     templates: Jinja2Templates
     translator: Translator
+    media_hub: MediaHub
 
 
 def make_templates(translator: Translator, settings: Settings) -> Jinja2Templates:
@@ -76,6 +79,7 @@ def create_app(settings: Settings, *, extra_routes: list[BaseRoute] | None = Non
     """Build the ASGI app. Nothing starts until the lifespan runs."""
     from tenderhall.routes import ROUTES as SHELL_ROUTES
     from trading.jobs import JOBS as TRADING_JOBS
+    from trading.hall_routes import ROUTES as HALL_ROUTES
     from trading.routes import ROUTES as TRADING_ROUTES
 
     @contextlib.asynccontextmanager
@@ -89,13 +93,16 @@ def create_app(settings: Settings, *, extra_routes: list[BaseRoute] | None = Non
             translator = Translator(load_catalogues())
             bus = Bus(pool, dsn)
             await bus.start()
+            platform_key = load_or_create(settings.platform_key_path)
+            media_hub = MediaHub(settings, on_segment=segment_logger(pool, platform_key))
             state = State(
                 settings=settings,
                 pool=pool,
                 bus=bus,
-                platform_key=load_or_create(settings.platform_key_path),
+                platform_key=platform_key,
                 templates=make_templates(translator, settings),
                 translator=translator,
+                media_hub=media_hub,
             )
             jobs = asyncio.create_task(run_periodically(app, state, TRADING_JOBS, settings.job_interval_seconds))
             try:
@@ -104,6 +111,8 @@ def create_app(settings: Settings, *, extra_routes: list[BaseRoute] | None = Non
                 jobs.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await jobs
+                # Closing the hub finishes the open recordings, whose log entries need the pool.
+                await media_hub.close()
                 await bus.stop()
         finally:
             await pool.close()
@@ -113,6 +122,7 @@ def create_app(settings: Settings, *, extra_routes: list[BaseRoute] | None = Non
     routes: list[BaseRoute] = [
         *SHELL_ROUTES,
         *TRADING_ROUTES,
+        *HALL_ROUTES,
         *(extra_routes or []),
         Mount("/static", app=StaticFiles(directory=str(REPO_ROOT / "static")), name="static"),
     ]

@@ -89,6 +89,19 @@ class Settings:
     publisher_name: str = "公共资源交易中心"
     rtc_ice_servers: tuple[str, ...] = ()
     rtc_host_addresses: tuple[str, ...] = ()
+    # Long-term TURN credentials for the turn:/turns: URLs above (browsers get them too).
+    rtc_turn_username: str = ""
+    rtc_turn_credential: str = ""
+
+    def ice_servers(self) -> list[dict[str, str]]:
+        """The ICE servers as RTCIceServer dicts (W3C shape), TURN URLs with their credentials."""
+        servers = []
+        for url in self.rtc_ice_servers:
+            server = {"urls": url}
+            if url.startswith(("turn:", "turns:")) and self.rtc_turn_username:
+                server.update(username=self.rtc_turn_username, credential=self.rtc_turn_credential)
+            servers.append(server)
+        return servers
 
     @property
     def storage_dir(self) -> Path:
@@ -124,6 +137,8 @@ class Settings:
             publisher_name=env.get("TENDERHALL_PUBLISHER_NAME") or "公共资源交易中心",
             rtc_ice_servers=_list(env, "TENDERHALL_ICE_SERVERS"),
             rtc_host_addresses=_list(env, "TENDERHALL_ICE_HOST_ADDRESSES"),
+            rtc_turn_username=env.get("TENDERHALL_TURN_USERNAME", ""),
+            rtc_turn_credential=env.get("TENDERHALL_TURN_CREDENTIAL", ""),
         )
         if settings.default_language not in ("zh_CN", "en"):
             raise SettingsError("TENDERHALL_LANGUAGE must be zh_CN or en")

@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from tenderhall.key_routes import key_owner
+from tenderhall.media_hub import MediaRefused
 from tenderhall.web import ANY_USER, PUBLIC, ApiDoc, ApiError, json_ok, read_json, render, roles, route
 from trading import hall_service as hall
 from trading import service
@@ -112,7 +113,6 @@ async def _video(request: Request, publish: bool) -> Response:
     if publish and not role.host:
         raise ApiError(403, "not_host", "only the host streams video into the hall")
     offer = await read_json(request)
-    from tenderhall.media_hub import MediaRefused
     try:
         if publish:
             answer = await hub.publish(_room(tender_id), f"user:{user.id}", offer)
@@ -120,8 +120,24 @@ async def _video(request: Request, publish: bool) -> Response:
         else:
             answer = await hub.view(_room(tender_id), f"user:{user.id}", offer)
     except MediaRefused as exc:
-        raise ApiError(422, getattr(exc, "code", "media_refused"), str(exc)) from None
+        raise ApiError(exc.status, exc.code, exc.message) from None
     return json_ok(answer)
+
+
+@mapped
+async def api_video_stop(request: Request) -> Response:
+    """The host stops streaming; the recording's segment is finished and logged."""
+    hub = getattr(request.state, "media_hub", None)
+    if hub is None:
+        raise ApiError(503, "media_unavailable", "the media hub is not running on this server")
+    deps = _deps(request)
+    user = request.state.user
+    tender_id = _id(request, "tender_id", "tender")
+    if not (await hall.hall_role(deps, user, tender_id)).host:
+        raise ApiError(403, "not_host", "only the host streams video into the hall")
+    await hub.leave(_room(tender_id), f"user:{user.id}")
+    await hall.announce_video(deps, tender_id, False)
+    return json_ok({"live": False})
 
 
 @mapped
@@ -202,6 +218,8 @@ ROUTES = [
           {409: "confirmations_pending"}),
     _post("video/publish", api_video_publish, AGENT, "Host: stream camera and microphone (SDP offer → answer)",
           {"type": "object", "required": ["sdp", "type"]}, {422: "media_refused", 503: "media_unavailable"}),
+    _post("video/stop", api_video_stop, AGENT, "Host: stop streaming (the recording segment is closed and logged)",
+          errors={503: "media_unavailable"}),
     _post("video/view", api_video_view, ANY_USER, "Watch the host's video, receive-only (SDP offer → answer)",
           {"type": "object", "required": ["sdp", "type"]}, {422: "media_refused", 503: "media_unavailable"}),
 ]

@@ -23,8 +23,8 @@ const tenderId = root.dataset.tenderId;
 const owner = root.dataset.owner;
 const zone = root.dataset.zone || undefined;
 const api = `/api/tenders/${tenderId}/hall`;
-const iceUrls = JSON.parse(root.dataset.iceServers || "[]"); // Settings.rtc_ice_servers (STUN/TURN URLs)
-const iceServers = iceUrls.length ? [{ urls: iceUrls }] : [];
+// Settings.ice_servers(): RTCIceServer dicts, TURN ones with their credentials.
+const iceServers = JSON.parse(root.dataset.iceServers || "[]");
 // A snapshot action is named after its POST path with '_' for '-'; these have their own paths.
 const ACTION_PATHS = { read_all: "read-next" };
 const EXPIRY_REFRESHES = 6; // after a countdown ends: at +0.3 s, then 1, 2, 4, 8, 16 s later
@@ -286,6 +286,7 @@ async function renderVideo(role) {
   $("hall-video").hidden = !(role === "host" ? state.video.publishing : live);
   $("video-card").dataset.live = String(role === "host" ? Boolean(state.video.publishing) : live);
   $("start-camera").hidden = !(role === "host" && can("video") && !state.video.publishing);
+  $("stop-camera").hidden = !state.video.publishing;
   if (role === "host") return;
   const status = $("video-status");
   if (!live) {
@@ -326,6 +327,16 @@ async function startCamera(button) {
   }
   $("video-status").textContent = S.cameraLive;
   button.hidden = true;
+}
+
+async function stopCamera() {
+  const publishing = state.video.publishing;
+  state.video.publishing = null;
+  publishing?.stop();
+  $("hall-video").hidden = true;
+  $("video-status").textContent = S.videoOff;
+  await post("video/stop", {});
+  render();
 }
 
 // ---------------------------------------------------------------------------- actions
@@ -379,6 +390,7 @@ $("confirm-record").addEventListener("click", (e) => act(e.currentTarget, async 
   await post("confirm", { signature });
 }));
 $("start-camera").addEventListener("click", (e) => act(e.currentTarget, () => startCamera(e.currentTarget)));
+$("stop-camera").addEventListener("click", (e) => act(e.currentTarget, stopCamera));
 
 $("host-controls").addEventListener("click", (event) => {
   const button = event.target.closest("button[data-action]");

@@ -35,7 +35,7 @@ from tenderhall.keyfile import encrypt_keyfile
 from tenderhall.settings import Settings
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
 from tests.browser.test_keys_page import browser_login, restore_backup
-from tests.factories import TestUser as User, login
+from tests.factories import TestUser as User, login, run_db
 from tests.hall_world import PRICES, Hall, end_window, make_hall, share, shift
 from tests.integration.test_submission import Keys, serve
 
@@ -282,9 +282,14 @@ def test_viewers_watch_the_hosts_camera_in_the_hall(database_url: str, settings:
             host.click("#start-camera")
             expect(host.locator("#video-status")).to_have_text(words["cameraLive"])
             expect(host.locator("#start-camera")).to_be_hidden()
-            viewer.reload()
+            # No reload: the hall.video event tells the viewer the host is live.
             expect(viewer.locator("#video-status")).to_have_text(words["videoLive"])
             viewer.wait_for_function("() => document.getElementById('hall-video').videoWidth > 0")
+            host.click("#stop-camera")
+            expect(host.locator("#start-camera")).to_be_visible()
+            expect(viewer.locator("#video-status")).to_have_text(words["videoOff"])
+            kinds = run_db(database_url, lambda c: c.fetch("SELECT kind, body FROM log_entries WHERE kind = 'media.segment'"))
+            assert len(kinds) == 1  # the host's recording segment closed, its digest logged
             assert crowd.page_errors() == []
     finally:
         for name, lines in crowd.logs.items():
