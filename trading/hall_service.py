@@ -16,7 +16,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import asyncpg
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -387,7 +387,7 @@ async def _failed_attempt(deps: Deps, tender_id: uuid.UUID, bid_id: uuid.UUID, f
 class _Verified:
     """A bid whose stored ciphertext opened and verified under `key`, waiting to be recorded."""
 
-    bid: asyncpg.Record
+    bid: Mapping[str, Any]
     key: bytes
     summary: dict[str, Any]
     files: list[dict[str, Any]]
@@ -395,33 +395,37 @@ class _Verified:
     from_status: str
 
 
-def _verify_stored(path: Path, key: bytes, manifest: Manifest) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Decrypt and authenticate the whole stored ciphertext without writing plaintext (SealError, OSError).
+class _OpenFailed(Exception):
+    """The bid did not open; the message is recorded against it."""
+
+
+def _open_stored(path: Path, bid: Mapping[str, Any], manifest: Manifest, key: bytes) -> tuple[dict[str, Any], list]:
+    """Check the receipt, then decrypt and authenticate every chunk, writing no plaintext (_OpenFailed).
 
     The files' header digests are checked when the evaluation extracts them (docs/sealing.md §7).
     """
-    with path.open("rb") as stream:
-        opened = open_bid(stream, key, manifest, None, check_file_digests=False)
-    return dict(opened.summary), [{"name": f.name, "size": f.size, "sha256": f.sha256} for f in opened.files]
-
-
-async def _verify(deps: Deps, tender_id: uuid.UUID, bid: asyncpg.Record, manifest: Manifest, key: bytes, by: str,
-                  from_status: str) -> _Verified:
-    """Check the receipt, then every chunk; a failure is recorded against the bid and raised (422)."""
-    bid_id = bid["bid_id"]
     # The stored ciphertext must be exactly what the receipt acknowledged: its digest is checked
     # against the manifest by open_bid, and the manifest's against the receipt's here.
     if not (bid["ciphertext_sha256"] == manifest.ciphertext.sha256 == bid["receipt"].get("ciphertext_sha256")):
-        await _failed_attempt(deps, tender_id, bid_id, "the stored ciphertext does not match the receipt")
-        raise HallRefused("the stored ciphertext does not match the receipt", code="ciphertext_invalid", status=422)
-    path = uploads.bid_path(deps.settings.storage_dir, tender_id, bid["upload_id"])
+        raise _OpenFailed("the stored ciphertext does not match the receipt")
     try:
-        summary, files = await asyncio.to_thread(_verify_stored, path, key, manifest)
+        with path.open("rb") as stream:
+            opened = open_bid(stream, key, manifest, None, check_file_digests=False)
     except (SealError, OSError) as exc:
-        await _failed_attempt(deps, tender_id, bid_id, f"the ciphertext does not open: {exc}")
-        raise HallRefused(f"the stored ciphertext does not open with this key: {exc}", code="ciphertext_invalid",
-                          status=422) from None
-    return _Verified(bid, key, summary, files, by, from_status)
+        raise _OpenFailed(f"the stored ciphertext does not open: {exc}") from None
+    return dict(opened.summary), [{"name": f.name, "size": f.size, "sha256": f.sha256} for f in opened.files]
+
+
+def _open_with_shares(path: Path, bid: Mapping[str, Any], k: int) -> tuple[bytes, dict[str, Any], list]:
+    """Combine k of the released shares into the committed key and open the bid with it (_OpenFailed)."""
+    manifest = validate_manifest(bid["manifest"])
+    for subset in share_subsets([bytes(s) for s in bid["shares"]], k):
+        try:
+            key = content_key_from_shares(manifest, list(subset))
+        except (KeyCommitmentMismatch, WrapInvalid, SealError, ValueError):
+            continue
+        return (key, *_open_stored(path, bid, manifest, key))
+    raise _OpenFailed("the released shares do not combine to the bid's key")
 
 
 async def _record_opened(deps: Deps, tender_id: uuid.UUID, batch: list[_Verified]) -> set[uuid.UUID]:
@@ -479,7 +483,13 @@ async def decrypt(deps: Deps, user: CurrentUser, tender_id: uuid.UUID, data: Any
         raise HallRefused("this key is not the bid's content key (its commitment does not match); "
                           "check the key file and retry", code="key_mismatch", status=422) from None
     # An attempt that began inside the window is recorded even if its verification ends after it.
-    verified = await _verify(deps, tender_id, bid, manifest, key, "bidder", "listed")
+    path = uploads.bid_path(deps.settings.storage_dir, tender_id, bid["upload_id"])
+    try:
+        summary, files = await asyncio.to_thread(_open_stored, path, bid, manifest, key)
+    except _OpenFailed as exc:
+        await _failed_attempt(deps, tender_id, bid_id, str(exc))
+        raise HallRefused(f"{exc}; nothing was opened", code="ciphertext_invalid", status=422) from None
+    verified = _Verified(bid, key, summary, files, "bidder", "listed")
     if bid_id not in await _record_opened(deps, tender_id, [verified]):
         raise HallRefused("this bid was opened by another attempt meanwhile", code="already_opened")
     return {"bid_id": str(bid_id), "status": "opened"}
@@ -532,8 +542,9 @@ async def release_shares(deps: Deps, user: CurrentUser, tender_id: uuid.UUID, da
             if viewer.custodian_position is None:
                 raise HallRefused("only this tender's key custodians may release shares", code="not_custodian",
                                   status=403)
+            statuses = await hs.bid_statuses(conn, list(parsed))
             for bid_id in parsed:
-                bid = await hs.bid(conn, bid_id)
+                bid = statuses.get(bid_id)
                 if bid is None or bid["tender_id"] != tender_id:
                     raise NotFound(f"bid {bid_id} is not in this opening", code="bid_not_found")
                 if bid["status"] != "awaiting_custodians":
@@ -543,8 +554,7 @@ async def release_shares(deps: Deps, user: CurrentUser, tender_id: uuid.UUID, da
             if already:
                 raise HallRefused(f"you already released your share of bid {already[0]}",
                                   code="share_already_released")
-            for bid_id, share in parsed.items():
-                await hs.insert_share(conn, bid_id, viewer.custodian_position, user.id, share, now)
+            await hs.insert_shares(conn, parsed, viewer.custodian_position, user.id, now)
             await _act(conn, deps, tender_id, "shares_released",
                        {"position": viewer.custodian_position, "bids": sorted(str(b) for b in parsed)},
                        {"position": viewer.custodian_position, "count": len(parsed)})
@@ -553,39 +563,52 @@ async def release_shares(deps: Deps, user: CurrentUser, tender_id: uuid.UUID, da
 
 
 RECORD_BATCH = 200
+RECORD_GATHER_SECONDS = 0.2
 
 
 async def open_ready_bids(deps: Deps, tender_id: uuid.UUID) -> int:
     """Combine shares and open every waiting bid that has k of them; safe to repeat (a restart resumes here).
 
-    Bids are verified on as many worker threads as there are CPUs, while one recorder writes
-    whatever has finished in batches, so the database work overlaps the decryption and costs
-    one transaction per batch rather than one per bid.
+    What the bids need is read in one query; combining and verifying run on as many worker
+    threads as there are CPUs, while one recorder writes whatever has finished in batches, so
+    the database work overlaps the decryption and costs one transaction per batch, not per bid.
     """
     async with deps.pool.acquire() as conn:
         tender = await _tender(conn, tender_id)
-        ready = await hs.ready_for_custodians(conn, tender_id, tender["threshold"])
+        k = tender["threshold"]
+        ready = await hs.bids_with_shares(conn, await hs.ready_for_custodians(conn, tender_id, k))
     if not ready:
         return 0
     limit = asyncio.Semaphore(max(1, os.cpu_count() or 1))
     finished: asyncio.Queue[_Verified | None] = asyncio.Queue()
 
-    async def verify_one(bid_id: uuid.UUID) -> None:
+    async def open_one(bid: asyncpg.Record) -> None:
         result = None
         try:
+            path = uploads.bid_path(deps.settings.storage_dir, tender_id, bid["upload_id"])
             async with limit:
-                result = await _combined(deps, tender_id, bid_id, tender["threshold"])
+                key, summary, files = await asyncio.to_thread(_open_with_shares, path, bid, k)
+            result = _Verified(bid, key, summary, files, "custodians", "awaiting_custodians")
+        except _OpenFailed as exc:
+            await _failed_attempt(deps, tender_id, bid["bid_id"], str(exc))
         finally:
             finished.put_nowait(result)
 
-    workers = [asyncio.create_task(verify_one(b)) for b in ready]
+    workers = [asyncio.create_task(open_one(b)) for b in ready]
     recorded = 0
     try:
         outstanding = len(ready)
+        loop = asyncio.get_running_loop()
         while outstanding:
             batch = [await finished.get()]
-            while not finished.empty() and len(batch) < RECORD_BATCH:
-                batch.append(finished.get_nowait())
+            # Gather what finishes within a short while: a transaction per handful of bids would
+            # spend the CPU the decryption needs.
+            until = loop.time() + RECORD_GATHER_SECONDS
+            while len(batch) < min(RECORD_BATCH, outstanding):
+                try:
+                    batch.append(await asyncio.wait_for(finished.get(), max(0.0, until - loop.time())))
+                except TimeoutError:
+                    break
             outstanding -= len(batch)
             verified = [v for v in batch if v is not None]
             if verified:
@@ -596,28 +619,6 @@ async def open_ready_bids(deps: Deps, tender_id: uuid.UUID) -> int:
         if isinstance(result, BaseException):
             raise result
     return recorded
-
-
-async def _combined(deps: Deps, tender_id: uuid.UUID, bid_id: uuid.UUID, k: int) -> _Verified | None:
-    """The bid verified under the key its released shares combine to; None (recorded) when they do not."""
-    async with deps.pool.acquire() as conn:
-        bid = await hs.bid(conn, bid_id)
-        released = await hs.shares(conn, bid_id)
-    manifest = validate_manifest(bid["manifest"])
-    key = None
-    for subset in share_subsets(released, k):
-        try:
-            key = content_key_from_shares(manifest, list(subset))
-            break
-        except (KeyCommitmentMismatch, WrapInvalid, SealError, ValueError):
-            continue
-    if key is None:
-        await _failed_attempt(deps, tender_id, bid_id, "the released shares do not combine to the bid's key")
-        return None
-    try:
-        return await _verify(deps, tender_id, bid, manifest, key, "custodians", "awaiting_custodians")
-    except HallRefused:
-        return None
 
 
 async def finish_custodians(deps: Deps, user: CurrentUser, tender_id: uuid.UUID) -> dict[str, Any]:

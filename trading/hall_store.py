@@ -80,8 +80,16 @@ UPDATE opening_bids ob SET read_order = $3 + o.n - 1, read_at = $4 FROM ordered 
 RETURNING ob.bid_id, ob.read_order"""
 ADVANCE_READ_ORDER = "UPDATE openings SET next_read_order = next_read_order + $2 WHERE tender_id = $1 RETURNING next_read_order"
 
-INSERT_SHARE = """INSERT INTO opening_shares (bid_id, position, custodian_id, share, released_at) VALUES ($1, $2, $3, $4, $5)"""
-SELECT_SHARES = "SELECT share FROM opening_shares WHERE bid_id = $1 ORDER BY released_at, position"
+INSERT_SHARES = """INSERT INTO opening_shares (bid_id, position, custodian_id, share, released_at)
+SELECT b, $2, $3, s, $4 FROM unnest($1::uuid[], $5::bytea[]) AS x(b, s)"""
+SELECT_BID_STATUSES = "SELECT bid_id, tender_id, status FROM opening_bids WHERE bid_id = ANY($1::uuid[])"
+# Everything opening a waiting bid needs, with the shares released for it (in release order).
+SELECT_BIDS_WITH_SHARES = """
+SELECT ob.bid_id, ob.lot_code, b.ciphertext_sha256, b.upload_id, b.receipt, u.manifest,
+       array_agg(s.share ORDER BY s.released_at, s.position) AS shares
+FROM opening_bids ob JOIN bids b ON b.id = ob.bid_id JOIN uploads u ON u.id = b.upload_id
+JOIN opening_shares s ON s.bid_id = ob.bid_id
+WHERE ob.bid_id = ANY($1::uuid[]) GROUP BY ob.bid_id, b.id, u.id"""
 SELECT_RELEASED_BY = "SELECT bid_id FROM opening_shares WHERE position = $2 AND bid_id = ANY($1::uuid[])"
 READY_FOR_CUSTODIANS = """
 SELECT ob.bid_id FROM opening_bids ob
@@ -233,13 +241,17 @@ async def read_next(conn: asyncpg.Connection, tender_id: uuid.UUID, limit: int, 
     return {r["bid_id"]: r["read_order"] for r in rows}
 
 
-async def insert_share(conn: asyncpg.Connection, bid_id: uuid.UUID, position: int, custodian: uuid.UUID,
-                       share: bytes, at: datetime) -> None:
-    await conn.execute(INSERT_SHARE, bid_id, position, custodian, share, at)
+async def insert_shares(conn: asyncpg.Connection, shares: dict[uuid.UUID, bytes], position: int,
+                        custodian: uuid.UUID, at: datetime) -> None:
+    await conn.execute(INSERT_SHARES, list(shares), position, custodian, at, list(shares.values()))
 
 
-async def shares(conn: asyncpg.Connection, bid_id: uuid.UUID) -> list[bytes]:
-    return [bytes(r["share"]) for r in await conn.fetch(SELECT_SHARES, bid_id)]
+async def bid_statuses(conn: asyncpg.Connection, bid_ids: list[uuid.UUID]) -> dict[uuid.UUID, asyncpg.Record]:
+    return {r["bid_id"]: r for r in await conn.fetch(SELECT_BID_STATUSES, bid_ids)}
+
+
+async def bids_with_shares(conn: asyncpg.Connection, bid_ids: list[uuid.UUID]) -> list[asyncpg.Record]:
+    return await conn.fetch(SELECT_BIDS_WITH_SHARES, bid_ids)
 
 
 async def released_by(conn: asyncpg.Connection, bid_ids: list[uuid.UUID], position: int) -> list[uuid.UUID]:
