@@ -30,7 +30,8 @@ from cryptography.hazmat.primitives import serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 
 from bench._harness import (  # noqa: E402
-    TUS, BenchError, Harness, KeyOwner, Session, file_body, gather_bounded, iso_ms, patch_headers, utc_now_z,
+    TUS, BenchError, Harness, KeyOwner, Session, file_body, gather_bounded, iso_ms, patch_headers, server_database,
+    utc_now_z,
 )
 from tenderhall.canonical import b64url  # noqa: E402
 from tenderhall.keyfile import load_public_key_spki_b64url  # noqa: E402
@@ -193,26 +194,10 @@ async def custodian_shares(custodian: KeyOwner, tender_id: str, expected: int) -
 
 
 async def _past(data_dir: Path, tender_id: str, what: str) -> None:
-    from tenderhall import db
-
-    embedded = None
-    dsn = os.environ.get("DATABASE_URL") or None
-    if dsn is None:
-        from tenderhall.embedded_pg import EmbeddedPostgres
-
-        embedded = EmbeddedPostgres(data_dir)  # joins the server's running instance
-        dsn = await asyncio.to_thread(embedded.start)
-    try:
-        conn = await db.connect(dsn)
-        try:
-            status = await conn.execute(PAST_SQL[what], uuid.UUID(tender_id))
-        finally:
-            await conn.close()
-        if status != "UPDATE 1":
-            raise SystemExit(f"moving the {what} of tender {tender_id}: {status}")
-    finally:
-        if embedded is not None:
-            embedded.stop()  # releases only our handle; the server keeps its own
+    async with server_database(data_dir) as conn:
+        status = await conn.execute(PAST_SQL[what], uuid.UUID(tender_id))
+    if status != "UPDATE 1":
+        raise SystemExit(f"moving the {what} of tender {tender_id}: {status}")
 
 
 if __name__ == "__main__":

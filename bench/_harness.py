@@ -549,7 +549,9 @@ async def verify_receipt(public: httpx.AsyncClient, platform_key: Any, receipt: 
 # ---------------------------------------------------------------------------- first admin (child process)
 
 
-async def _create_admin(data_dir: Path, username: str, password: str) -> None:
+@contextlib.asynccontextmanager
+async def server_database(data_dir: Path) -> AsyncIterator[Any]:
+    """A connection to the bench server's database (DATABASE_URL, else its embedded instance), from a child process."""
     embedded = None
     dsn = os.environ.get("DATABASE_URL") or None
     if dsn is None:
@@ -560,14 +562,19 @@ async def _create_admin(data_dir: Path, username: str, password: str) -> None:
     try:
         conn = await db.connect(dsn)
         try:
-            await accounts.create_user(conn, username=username, display_name="Bench admin", password=password,
-                                       roles=["admin"])
+            yield conn
         finally:
             await conn.close()
     finally:
         if embedded is not None:
             # Releases only our handle: the server holds its own, so PostgreSQL keeps running.
             embedded.stop()
+
+
+async def _create_admin(data_dir: Path, username: str, password: str) -> None:
+    async with server_database(data_dir) as conn:
+        await accounts.create_user(conn, username=username, display_name="Bench admin", password=password,
+                                   roles=["admin"])
 
 
 def _stop_database(data_dir: Path) -> None:

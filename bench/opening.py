@@ -21,7 +21,7 @@ Baseline, same run, same machine, same bytes: the server's stored ciphertext fil
 in 1 MiB chunks (they sit in the page cache, as for the server), each chunk decrypted with
 AES-256-GCM and hashed with SHA-256, nothing else, on one thread in one process — the same
 baseline as bench/sealing.py. For reference it also runs with as many threads as the
-server opens bids at once (os.cpu_count(), trading.hall_service.open_ready_bids); before and
+server opens bids at once (os.cpu_count(), trading.hall_decryption.open_ready_bids); before and
 after the timed part, the best run counts. Prints:
 
     opening_seconds: X        custodian 1's POST to the last read-out answered
@@ -166,8 +166,7 @@ async def read_out_all(agent: Session, url: str, expected: int) -> tuple[list[st
     return read, calls
 
 
-def check_hall(hall: dict[str, Any], storage: Path, tender_id: str, index_of: dict[str, int], read: list[str],
-               plain_bytes: int) -> list[str]:
+def check_hall(hall: dict[str, Any], index_of: dict[str, int], read: list[str]) -> list[str]:
     """Problems with the hall after the timed part (empty when everything is as it must be)."""
     problems = []
     if hall["step"] != "reading":
@@ -255,7 +254,7 @@ async def run(args: argparse.Namespace) -> dict[str, str]:
         base_one.append(await asyncio.to_thread(baseline_seconds, stored, 1))
 
         hall = (await agent.call("GET", url))["hall"]
-        problems = check_hall(hall, storage, tender_id, index_of, read, plain_bytes)
+        problems = check_hall(hall, index_of, read)
         for p in problems[:20]:
             print(f"# check failed: {p}", file=sys.stderr)
 
@@ -285,7 +284,7 @@ async def run(args: argparse.Namespace) -> dict[str, str]:
             "opening_load_average": (f"{load_before:.1f} before, {load_after:.1f} after the timed part "
                                      f"(1-minute load on {workers} CPUs; above {workers} other work shared them)"),
             "opening_checked": ("ok: every bid opened by the custodians, read out once, in order, with its sealed "
-                                "summary and its file in the opened store" if not problems
+                                "summary" if not problems
                                 else f"FAILED: {len(problems)} problem(s), first: {problems[0]}"),
             "opening_cpus": str(workers),
             "opening_setup_s": f"{setup_s:.1f}",

@@ -18,7 +18,8 @@ from typing import Any, Iterable, Iterator, Literal, Mapping, Sequence
 
 from tenderhall.canonical import canonical_json
 from trading.bid_format import KEY_SIZE
-from trading.tenders import TradingError
+from tenderhall.formatting import yuan_in_words
+from trading.tenders import TradingError, iso
 
 Step = Literal["locked", "waiting", "sign_in", "bidder_list", "decryption", "custodians",
                "reading", "record", "closed", "failed"]
@@ -235,6 +236,10 @@ def share_subsets(shares: Sequence[bytes], k: int) -> Iterator[tuple[bytes, ...]
 # ---------------------------------------------------------------------------- read-out and record
 
 
+def iso_or_none(moment: datetime | None) -> str | None:
+    return iso(moment) if moment is not None else None
+
+
 def amount(value: Any) -> Decimal | None:
     """A summary money value as Decimal, or None when it is not a plain decimal amount."""
     try:
@@ -242,6 +247,17 @@ def amount(value: Any) -> Decimal | None:
     except (InvalidOperation, ValueError):
         return None
     return result if result.is_finite() and result >= 0 else None
+
+
+def amounts_in_words(summary: Mapping[str, Any] | None, fields: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """The 大写 form of each money field of a read-out summary (values that are not amounts are left out)."""
+    out: dict[str, str] = {}
+    for f in fields:
+        if summary and f.get("type") == "money" and f["name"] in summary:
+            value = amount(summary[f["name"]])
+            if value is not None:
+                out[f["name"]] = yuan_in_words(value)
+    return out
 
 
 def record_document(*, tender: Mapping[str, Any], generated_at: str, opening: Mapping[str, Any],

@@ -11,7 +11,9 @@ from starlette.responses import Response
 from tenderhall.key_routes import key_owner
 from tenderhall.media_hub import MediaRefused
 from tenderhall.web import ANY_USER, PUBLIC, ApiDoc, ApiError, json_ok, read_json, render, roles, route
+from trading import hall_decryption as decryption
 from trading import hall_service as hall
+from trading import hall_snapshot
 from trading import service
 from trading.routes import _deps, _id, mapped
 
@@ -58,7 +60,7 @@ def _act(handler: Callable[..., Awaitable[dict[str, Any]]], *, body: bool = True
 async def api_hall(request: Request) -> Response:
     """The hall as the caller may see it: step, countdown times, bidders, progress, read-outs, record."""
     tender_id = _id(request, "tender_id", "tender")
-    snapshot = await hall.snapshot(_deps(request), request.state.user, tender_id,
+    snapshot = await hall_snapshot.snapshot(_deps(request), request.state.user, tender_id,
                                    video_live=_video_live(request, tender_id))
     return json_ok({"hall": snapshot})
 
@@ -99,10 +101,11 @@ async def api_ocds(request: Request) -> Response:
     """OCDS 1.1 release package of a published tender and, after the opening, its bids."""
     tender_id = _id(request, "tender_id", "tender")
     uri = str(request.url_for("ocds", tender_id=str(tender_id)))
-    return json_ok(await hall.ocds_package(_deps(request), tender_id, uri))
+    return json_ok(await hall_snapshot.ocds_package(_deps(request), tender_id, uri))
 
 
-async def _video(request: Request, publish: bool) -> Response:
+async def _media(request: Request, *, host_only: bool) -> tuple[Any, service.Deps, Any, uuid.UUID]:
+    """(hub, deps, user, tender id) for a video call; 503 without a hub, 403 not_host when the host is needed."""
     hub = getattr(request.state, "media_hub", None)
     if hub is None:
         raise ApiError(503, "media_unavailable", "the media hub is not running on this server")
@@ -110,8 +113,13 @@ async def _video(request: Request, publish: bool) -> Response:
     user = request.state.user
     tender_id = _id(request, "tender_id", "tender")
     role = await hall.hall_role(deps, user, tender_id)
-    if publish and not role.host:
+    if host_only and not role.host:
         raise ApiError(403, "not_host", "only the host streams video into the hall")
+    return hub, deps, user, tender_id
+
+
+async def _video(request: Request, publish: bool) -> Response:
+    hub, deps, user, tender_id = await _media(request, host_only=publish)
     offer = await read_json(request)
     try:
         if publish:
@@ -125,22 +133,6 @@ async def _video(request: Request, publish: bool) -> Response:
 
 
 @mapped
-async def api_video_stop(request: Request) -> Response:
-    """The host stops streaming; the recording's segment is finished and logged."""
-    hub = getattr(request.state, "media_hub", None)
-    if hub is None:
-        raise ApiError(503, "media_unavailable", "the media hub is not running on this server")
-    deps = _deps(request)
-    user = request.state.user
-    tender_id = _id(request, "tender_id", "tender")
-    if not (await hall.hall_role(deps, user, tender_id)).host:
-        raise ApiError(403, "not_host", "only the host streams video into the hall")
-    await hub.leave(_room(tender_id), f"user:{user.id}")
-    await hall.announce_video(deps, tender_id, False)
-    return json_ok({"live": False})
-
-
-@mapped
 async def api_video_publish(request: Request) -> Response:
     """The host's camera and microphone into the hall (SDP offer in, answer out)."""
     return await _video(request, True)
@@ -150,6 +142,15 @@ async def api_video_publish(request: Request) -> Response:
 async def api_video_view(request: Request) -> Response:
     """Watch the host's video, receive-only (SDP offer in, answer out)."""
     return await _video(request, False)
+
+
+@mapped
+async def api_video_stop(request: Request) -> Response:
+    """The host stops streaming; the recording's segment is finished and logged."""
+    hub, deps, user, tender_id = await _media(request, host_only=True)
+    await hub.leave(_room(tender_id), f"user:{user.id}")
+    await hall.announce_video(deps, tender_id, False)
+    return json_ok({"live": False})
 
 
 def _post(path: str, endpoint: Callable[[Request], Awaitable[Response]], access: Any, summary: str,
@@ -185,17 +186,17 @@ ROUTES = [
           {404: "bidder_not_found", 422: "invalid_body"}),
     _post("publish-bidders", _act(hall.publish_bidders, body=False), AGENT,
           "Host: publish the bidder list and open the decryption window (or fail the opening)"),
-    _post("decrypt", _act(hall.decrypt), BIDDER, "Bidder: send the bid's content key; the server opens and verifies it",
+    _post("decrypt", _act(decryption.decrypt), BIDDER, "Bidder: send the bid's content key; the server opens and verifies it",
           {"type": "object", "required": ["bid_id", "content_key"], "properties": {
               "bid_id": {"type": "string", "format": "uuid"}, "content_key": {"type": "string"}}},
           {403: "not_your_bid", 404: "bid_not_found", 409: "window_closed, already_opened",
            422: "key_mismatch, ciphertext_invalid, invalid_body"}),
-    _post("close-window", _act(hall.close_window, body=False), AGENT, "Host: close the decryption window",
+    _post("close-window", _act(decryption.close_window, body=False), AGENT, "Host: close the decryption window",
           errors={409: "window_open"}),
-    _post("shares", _act(hall.release_shares), ANY_USER, "Custodian: release shares of bids waiting for custodians",
+    _post("shares", _act(decryption.release_shares), ANY_USER, "Custodian: release shares of bids waiting for custodians",
           {"type": "object", "required": ["shares"], "properties": {"shares": {"type": "array"}}},
           {403: "not_custodian", 409: "share_already_released, bid_not_waiting", 422: "invalid_body"}),
-    _post("finish-custodians", _act(hall.finish_custodians, body=False), AGENT,
+    _post("finish-custodians", _act(decryption.finish_custodians, body=False), AGENT,
           "Host: end the custodian step; bids still closed become void"),
     _post("read-next", _act(hall.read_next), AGENT, "Host: read out (唱标) the next opened bid, or all with {all: true}",
           errors={409: "nothing_to_read"}),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from trading import hall_service, service, submission, uploads
+from trading import hall_decryption, service, submission, uploads
 
 
 async def expire_abandoned_uploads(app: Any, state: Any) -> None:
@@ -15,7 +15,7 @@ async def expire_abandoned_uploads(app: Any, state: Any) -> None:
 async def open_bids_with_released_shares(app: Any, state: Any) -> None:
     """Custodian openings cut off mid-way (a restart) finish here without waiting for another act."""
     deps = service.Deps(state["pool"], state["settings"], state["platform_key"], uploads.registry_of(app))
-    await hall_service.open_pending_everywhere(deps)
+    await hall_decryption.open_pending_everywhere(deps)
 
 
 JOBS = [expire_abandoned_uploads, open_bids_with_released_shares]

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from trading.hall import (
-    HallRefused, InvalidInput, NotHost, Viewer, actions, b64url_bytes, check_closable, check_confirmable,
+    HallRefused, InvalidInput, NotHost, Viewer, actions, amounts_in_words, b64url_bytes, check_closable, check_confirmable,
     check_deadline_passed, check_window_open, current_step, exclusion_reason, lot_outcomes, opening_failed,
     record_bytes, record_confirmation_message, require_host, require_step, share_subsets, step_after_window,
     text_field,
@@ -126,3 +126,10 @@ def test_confirmation_and_closing_rules() -> None:
     check_closable(False, NOW - timedelta(minutes=1), NOW, None)
     with pytest.raises(InvalidInput):
         check_closable(True, None, NOW, NOW - timedelta(hours=1))
+
+
+def test_money_fields_of_a_summary_get_their_amount_in_words() -> None:
+    fields = [{"name": "price", "type": "money"}, {"name": "deposit", "type": "money"}, {"name": "days", "type": "integer"}]
+    words = amounts_in_words({"price": "1234567.89", "deposit": "not money", "days": 30}, fields)
+    assert words == {"price": "壹佰贰拾叁万肆仟伍佰陆拾柒元捌角玖分"}
+    assert amounts_in_words(None, fields) == {}
