@@ -38,6 +38,8 @@ def package_validator() -> Draft4Validator:
     package = load_schema("release-package-schema.json")
     # Only this one resource: anything else the schemas referred to would fail, never be fetched.
     registry: Registry = Registry().with_resource(RELEASE_URI, Resource.from_contents(release))
+    # Without rfc3339-validator, jsonschema silently skips "format": "date-time": say so instead.
+    assert "date-time" in Draft4Validator.FORMAT_CHECKER.checkers, "install rfc3339-validator (the test extras)"
     Draft4Validator.check_schema(package)
     Draft4Validator.check_schema(release)
     return Draft4Validator(package, registry=registry, format_checker=Draft4Validator.FORMAT_CHECKER)
