@@ -19,20 +19,22 @@ from trading.seal_errors import SealError
 from trading.sealing import check_content_key
 
 
-def _hall(client: Any, tender: str) -> dict[str, Any]:
-    response = client.get(f"/api/tenders/{tender}/hall")
+def _hall_at(client: Any, args: argparse.Namespace, step: str, refusal: str) -> dict[str, Any]:
+    """Log in and read the hall; CliError unless the opening is at `step`."""
+    _login(client, args)
+    response = client.get(f"/api/tenders/{args.tender}/hall")
     if response.status_code != 200:
         raise CliError(f"cannot read the hall: {_error_text(response)}")
-    return response.json()["hall"]
+    hall = response.json()["hall"]
+    if hall["step"] != step:
+        raise CliError(f"the opening is at step {hall['step']!r}; {refusal}")
+    return hall
 
 
 def cmd_hall_decrypt(args: argparse.Namespace) -> int:
     keys = _load_keys(args)
     with _client(args.server) as client:
-        _login(client, args)
-        hall = _hall(client, args.tender)
-        if hall["step"] != "decryption":
-            raise CliError(f"the opening is at step {hall['step']!r}; decryption is not open")
+        hall = _hall_at(client, args, "decryption", "decryption is not open")
         mine = [b for b in hall["bids"] if b["mine"] and b["status"] == "listed"]
         if not mine:
             raise CliError("your organisation has no bid waiting for decryption in this opening")
@@ -59,10 +61,7 @@ def cmd_hall_decrypt(args: argparse.Namespace) -> int:
 def cmd_hall_release(args: argparse.Namespace) -> int:
     keys = _load_keys(args)
     with _client(args.server) as client:
-        _login(client, args)
-        hall = _hall(client, args.tender)
-        if hall["step"] != "custodians":
-            raise CliError(f"the opening is at step {hall['step']!r}; no shares are wanted now")
+        hall = _hall_at(client, args, "custodians", "no shares are wanted now")
         waiting = [b for b in hall["bids"] if b.get("share_enc")]
         if not waiting:
             raise CliError("no bid is waiting for your share (already released, or you are not a custodian here)")

@@ -42,12 +42,11 @@ async def snapshot(deps: Deps, user: CurrentUser | None, tender_id: uuid.UUID, *
             timeline = await hs.timeline(conn, topic(tender_id), TIMELINE_SHOWN)
             last_event = await hs.last_event_id(conn, topic(tender_id))
             lots = await store.lots(conn, tender_id)
-            manifests = {}
-            for b in bids:
-                mine = viewer.bidder and b["organisation_id"] == user.organisation_id
-                share_wanted = viewer.custodian_position is not None and b["status"] == "awaiting_custodians"
-                if mine or share_wanted:
-                    manifests[b["bid_id"]] = (await hs.bid(conn, b["bid_id"]))["manifest"]
+            # Manifests only where this viewer acts on them: its own bids, or the custodian's waiting ones.
+            manifests = await hs.manifests(conn, [
+                b["bid_id"] for b in bids
+                if (viewer.bidder and b["organisation_id"] == user.organisation_id)
+                or (viewer.custodian_position is not None and b["status"] == "awaiting_custodians")])
     me_org = user.organisation_id if user is not None else None
     confirmed_orgs = {c["organisation_id"] for c in confirmations}
     window_over = row is not None and row["window_ends_at"] is not None and now >= row["window_ends_at"]

@@ -43,6 +43,8 @@ SELECT ob.*, b.ciphertext_sha256, b.size, b.received_at, b.upload_id, b.log_inde
 FROM opening_bids ob JOIN bids b ON b.id = ob.bid_id JOIN organisations o ON o.id = ob.organisation_id
 JOIN lots l ON l.tender_id = ob.tender_id AND l.code = ob.lot_code
 WHERE ob.tender_id = $1 ORDER BY l.position, b.received_at, ob.bid_id"""
+SELECT_MANIFESTS = """SELECT ob.bid_id, u.manifest FROM opening_bids ob JOIN bids b ON b.id = ob.bid_id
+JOIN uploads u ON u.id = b.upload_id WHERE ob.bid_id = ANY($1::uuid[])"""
 SELECT_BID = """
 SELECT ob.*, b.ciphertext_sha256, b.size, b.received_at, b.upload_id, b.receipt, u.manifest, u.key_set_id
 FROM opening_bids ob JOIN bids b ON b.id = ob.bid_id JOIN uploads u ON u.id = b.upload_id
@@ -190,6 +192,10 @@ async def freeze_bids(conn: asyncpg.Connection, tender_id: uuid.UUID) -> list[uu
 
 async def bids(conn: asyncpg.Connection, tender_id: uuid.UUID) -> list[asyncpg.Record]:
     return await conn.fetch(SELECT_BIDS, tender_id)
+
+
+async def manifests(conn: asyncpg.Connection, bid_ids: list[uuid.UUID]) -> dict[uuid.UUID, dict[str, Any]]:
+    return {r["bid_id"]: r["manifest"] for r in await conn.fetch(SELECT_MANIFESTS, bid_ids)} if bid_ids else {}
 
 
 async def bid(conn: asyncpg.Connection, bid_id: uuid.UUID) -> asyncpg.Record | None:

@@ -125,7 +125,9 @@ async function load() {
       lastId: () => state.lastEventId,
       onEvent: (event) => {
         state.lastEventId = Math.max(state.lastEventId, event.id ?? 0);
-        refresher.request();
+        // Every page in the hall re-reads the snapshot after an event; spreading the audience's
+        // reads over a second keeps a hall of hundreds from asking the server all at once.
+        refresher.request(state.hall?.me?.host ? 150 : 150 + Math.random() * 850);
       },
       onState: showConnection,
     });
