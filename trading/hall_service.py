@@ -42,7 +42,9 @@ async def sign_in(deps: Deps, user: CurrentUser, tender_id: uuid.UUID) -> dict[s
             raise HallRefused("your organisation has already signed in", code="already_signed_in")
         count = sum(1 for b in await hs.bidders(conn, tender_id) if b["signed_in_at"] is not None)
         # The log and the event name no bidder: before the list is published nobody may learn who bid.
-        await log_and_announce(conn, deps, tender_id, "signed_in", {"signed_in": count}, {"signed_in": count})
+        # Neither names a bidder; the count is public only where the bid count is (it would tell it).
+        shown = {"signed_in": count} if tender["show_bid_count"] else {}
+        await log_and_announce(conn, deps, tender_id, "signed_in", shown, shown)
     return {"signed_in": True}
 
 

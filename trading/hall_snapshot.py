@@ -106,7 +106,9 @@ async def snapshot(deps: Deps, user: CurrentUser | None, tender_id: uuid.UUID, *
         "me": {"host": viewer.host, "bidder": viewer.bidder, "organisation_id": str(me_org) if me_org else None,
                "signed_in": viewer.signed_in, "custodian_position": viewer.custodian_position},
         "bids_received": None,
-        "signed_in_count": sum(1 for b in bidders if b["signed_in_at"] is not None),
+        # Before the list the count of signed-in bidders tells the bid count: shown where that is.
+        "signed_in_count": (sum(1 for b in bidders if b["signed_in_at"] is not None)
+                            if tender["show_bid_count"] or viewer.host or listed else None),
         "bidders": [{
             "organisation_id": str(b["organisation_id"]), "name": b["name"], "credit_code": b["credit_code"],
             "signed_in_at": iso_or_none(b["signed_in_at"]), "deposit": b["deposit"], "deposit_note": b["deposit_note"],

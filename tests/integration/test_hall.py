@@ -248,6 +248,22 @@ def test_missing_deposits_fail_the_opening(client: TestClient, hall: Hall) -> No
     assert {b["status"] for b in state["bids"]} == {"excluded"}
 
 
+def test_a_tender_hiding_its_bid_count_shows_it_nowhere_before_the_list(client: TestClient, database_url: str) -> None:
+    hall = make_hall(client, database_url, show_bid_count=False)
+    assert post(client, hall.agent, hall, "start-sign-in").status_code == 200
+    assert post(client, hall.bidders[0].user, hall, "sign-in").status_code == 200
+    seen = snapshot(client, hall.bidders[1].user, hall)
+    assert seen["bids_received"] is None and seen["signed_in_count"] is None
+    assert client.get(f"/api/tenders/{hall.id}").json()["tender"]["bids_received"] is None
+    host = snapshot(client, hall.agent, hall)
+    assert host["bids_received"] == 3 and host["signed_in_count"] == 1
+    payloads = run_db(hall.dsn, lambda c: c.fetch(
+        "SELECT payload FROM events WHERE topic = $1 AND kind IN ('hall.signed_in', 'bid.received')", f"tender:{hall.id}"))
+    assert payloads and all("signed_in" not in p["payload"] and "bids" not in p["payload"] for p in payloads)
+    bodies = run_db(hall.dsn, lambda c: c.fetch("SELECT body FROM log_entries WHERE kind = 'opening.signed_in'"))
+    assert bodies and all('"signed_in"' not in b["body"] for b in bodies)
+
+
 def test_void_rule_voids_bids_not_decrypted(client: TestClient, database_url: str) -> None:
     hall = make_hall(client, database_url, rule="void", min_bidders=2)
     to_decryption(client, hall)
