@@ -139,12 +139,6 @@ def receive_packets(receiver: RTCRtpReceiver) -> None:
     receiver._RTCRtpReceiver__decoder_queue = _PacketQueue(track.kind, track._queue)  # type: ignore[attr-defined]
 
 
-def dropped_packets(receiver: RTCRtpReceiver) -> int:
-    """How many packets the packet path dropped because nobody drained the track (0 when not in packet mode)."""
-    path = getattr(receiver, "_RTCRtpReceiver__decoder_queue", None)
-    return path.dropped if isinstance(path, _PacketQueue) else 0
-
-
 # --- keyframe requests -----------------------------------------------------------------------
 
 

@@ -11,20 +11,19 @@ import base64
 import binascii
 import hashlib
 import itertools
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, Iterable, Iterator, Literal, Mapping, Sequence
 
 from tenderhall.canonical import canonical_json
-from trading.bid_format import KEY_SIZE
 from tenderhall.formatting import yuan_in_words
+from trading.bid_format import KEY_SIZE
 from trading.tenders import TradingError, iso
 
 Step = Literal["locked", "waiting", "sign_in", "bidder_list", "decryption", "custodians",
                "reading", "record", "closed", "failed"]
-STEPS: tuple[Step, ...] = ("locked", "waiting", "sign_in", "bidder_list", "decryption", "custodians",
-                           "reading", "record", "closed", "failed")
 # English step names are message ids: pages show them translated.
 STEP_NAMES: dict[str, str] = {
     "locked": "Hall not open yet", "waiting": "Waiting for the deadline", "sign_in": "Sign-in",
@@ -171,6 +170,14 @@ def text_field(data: Any, name: str, max_len: int, *, required: bool = True) -> 
     if any(ord(c) < 32 and c not in "\n\t" for c in value):
         raise InvalidInput(f"{name} contains control characters")
     return value
+
+
+def uuid_field(data: Any, name: str) -> uuid.UUID:
+    """`data[name]` as a UUID, or InvalidInput naming the field."""
+    try:
+        return uuid.UUID(str(data.get(name) if isinstance(data, Mapping) else None))
+    except ValueError:
+        raise InvalidInput(f"{name} must be a UUID") from None
 
 
 def b64url_bytes(value: Any, size: int, what: str) -> bytes:

@@ -24,7 +24,7 @@ from trading import hall_store as hs
 from trading import uploads
 from trading.hall import (
     SHARE_SIZE, HallRefused, InvalidInput, b64url_bytes, check_window_closed, check_window_open, require_step,
-    share_subsets, step_after_window,
+    share_subsets, step_after_window, uuid_field,
 )
 from trading.hall_acts import (
     log_and_announce, record_failed_attempt, host_act, opening_act, require_bidder_org, published_tender,
@@ -113,10 +113,7 @@ async def decrypt(deps: Deps, user: CurrentUser, tender_id: uuid.UUID, data: Any
     """A bidder sends its bid's content key; the server opens and verifies the stored ciphertext."""
     if not isinstance(data, dict):
         raise InvalidInput('send {"bid_id": "...", "content_key": "..."}')
-    try:
-        bid_id = uuid.UUID(str(data.get("bid_id")))
-    except ValueError:
-        raise InvalidInput("bid_id must be a UUID") from None
+    bid_id = uuid_field(data, "bid_id")
     key = b64url_bytes(data.get("content_key"), 32, "content_key")
     async with opening_act(deps, tender_id) as (conn, tender, row, now):
         require_step(row["step"], ("decryption",), "decrypt")
@@ -175,10 +172,7 @@ async def release_shares(deps: Deps, user: CurrentUser, tender_id: uuid.UUID, da
     for item in items:
         if not isinstance(item, dict):
             raise InvalidInput("each share is an object with bid_id and share")
-        try:
-            bid_id = uuid.UUID(str(item.get("bid_id")))
-        except ValueError:
-            raise InvalidInput("bid_id must be a UUID") from None
+        bid_id = uuid_field(item, "bid_id")
         if bid_id in parsed:
             raise InvalidInput(f"bid {bid_id} is named twice")
         parsed[bid_id] = b64url_bytes(item.get("share"), SHARE_SIZE, f"the share for bid {bid_id}")

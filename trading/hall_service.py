@@ -19,7 +19,7 @@ from trading.hall import (
     CHAT_INTERVAL, CHAT_STEPS, DEPOSITS, MAX_ANSWER, MAX_CHAT, MAX_NOTE, MAX_OBJECTION, OBJECTION_STEPS,
     SIGN_IN_STEPS, HallRefused, InvalidInput, Viewer, amounts_in_words, check_closable, check_confirmable,
     check_deadline_passed, exclusion_reason, iso_or_none, lot_outcomes, opening_failed, record_bytes,
-    record_confirmation_message, record_document, require_host, require_step, text_field,
+    record_confirmation_message, record_document, require_host, require_step, text_field, uuid_field,
 )
 from trading.hall_acts import (
     log_and_announce, host_act, locked_opening, opening_act, require_bidder_org, published_tender, viewer_of,
@@ -83,10 +83,7 @@ async def set_deposit(deps: Deps, user: CurrentUser, tender_id: uuid.UUID, data:
     if deposit not in DEPOSITS:
         raise InvalidInput('deposit must be "confirmed" or "missing"')
     note = text_field(data, "note", MAX_NOTE, required=False)
-    try:
-        org = uuid.UUID(str(data.get("organisation_id")))
-    except ValueError:
-        raise InvalidInput("organisation_id must be a UUID") from None
+    org = uuid_field(data, "organisation_id")
     async with host_act(deps, user, tender_id, ("bidder_list",), "record deposits") as (conn, tender, row, now):
         if not await hs.org_has_opening_bid(conn, tender_id, org):
             raise NotFound("this organisation has no bid in this opening", code="bidder_not_found")

@@ -42,6 +42,8 @@ async def snapshot(deps: Deps, user: CurrentUser | None, tender_id: uuid.UUID, *
             timeline = await hs.timeline(conn, topic(tender_id), TIMELINE_SHOWN)
             last_event = await hs.last_event_id(conn, topic(tender_id))
             lots = await store.lots(conn, tender_id)
+            shows_count = tender["show_bid_count"] or viewer.host
+            bids_received = await store.count_active_bids(conn, tender_id) if shows_count else None
             # Manifests only where this viewer acts on them: its own bids, or the custodian's waiting ones.
             manifests = await hs.manifests(conn, [
                 b["bid_id"] for b in bids
@@ -105,10 +107,10 @@ async def snapshot(deps: Deps, user: CurrentUser | None, tender_id: uuid.UUID, *
         "failure_reason": row["failure_reason"] if row else None,
         "me": {"host": viewer.host, "bidder": viewer.bidder, "organisation_id": str(me_org) if me_org else None,
                "signed_in": viewer.signed_in, "custodian_position": viewer.custodian_position},
-        "bids_received": None,
+        "bids_received": bids_received,
         # Before the list the count of signed-in bidders tells the bid count: shown where that is.
         "signed_in_count": (sum(1 for b in bidders if b["signed_in_at"] is not None)
-                            if tender["show_bid_count"] or viewer.host or listed else None),
+                            if shows_count or listed else None),
         "bidders": [{
             "organisation_id": str(b["organisation_id"]), "name": b["name"], "credit_code": b["credit_code"],
             "signed_in_at": iso_or_none(b["signed_in_at"]), "deposit": b["deposit"], "deposit_note": b["deposit_note"],
@@ -131,9 +133,6 @@ async def snapshot(deps: Deps, user: CurrentUser | None, tender_id: uuid.UUID, *
         "video": {"live": video_live},
         "last_event_id": last_event,
     }
-    if tender["show_bid_count"] or viewer.host:
-        async with deps.pool.acquire() as conn:
-            hall["bids_received"] = await store.count_active_bids(conn, tender_id)
     if row is not None and row["record_sha256"]:
         hall["record"] = {
             "sha256": row["record_sha256"], "generated_at": iso(row["record_at"]),
