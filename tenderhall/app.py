@@ -24,6 +24,7 @@ from tenderhall.headers import SecurityHeaders
 from tenderhall.i18n import Translator, load_catalogues
 from tenderhall.media_hub import MediaHub
 from tenderhall.media_log import segment_logger
+from tenderhall.data_key import DataKey, load_or_create as load_data_key
 from tenderhall.platform_key import PlatformKey, load_or_create
 from tenderhall.settings import REPO_ROOT, Settings
 
@@ -37,6 +38,7 @@ class State(TypedDict):
     pool: asyncpg.Pool
     bus: Bus
     platform_key: PlatformKey
+    data_key: DataKey
     templates: Jinja2Templates
     translator: Translator
     media_hub: MediaHub
@@ -77,6 +79,7 @@ async def resolve_dsn(settings: Settings) -> tuple[str, EmbeddedPostgres | None]
 
 def create_app(settings: Settings, *, extra_routes: list[BaseRoute] | None = None) -> Starlette:
     """Build the ASGI app. Nothing starts until the lifespan runs."""
+    from evaluation.routes import ROUTES as EVALUATION_ROUTES
     from tenderhall.routes import ROUTES as SHELL_ROUTES
     from trading.jobs import JOBS as TRADING_JOBS
     from trading.hall_routes import ROUTES as HALL_ROUTES
@@ -94,12 +97,14 @@ def create_app(settings: Settings, *, extra_routes: list[BaseRoute] | None = Non
             bus = Bus(pool, dsn)
             await bus.start()
             platform_key = load_or_create(settings.platform_key_path)
+            data_key = load_data_key(settings.data_key_path)
             media_hub = MediaHub(settings, on_segment=segment_logger(pool, platform_key))
             state = State(
                 settings=settings,
                 pool=pool,
                 bus=bus,
                 platform_key=platform_key,
+                data_key=data_key,
                 templates=make_templates(translator, settings),
                 translator=translator,
                 media_hub=media_hub,
@@ -123,6 +128,7 @@ def create_app(settings: Settings, *, extra_routes: list[BaseRoute] | None = Non
         *SHELL_ROUTES,
         *TRADING_ROUTES,
         *HALL_ROUTES,
+        *EVALUATION_ROUTES,
         *(extra_routes or []),
         Mount("/static", app=StaticFiles(directory=str(REPO_ROOT / "static")), name="static"),
     ]

@@ -1,6 +1,7 @@
 """Translations: English message ids in code and templates, Simplified Chinese shown first.
 
-Catalogues are the `locale/<lang>/LC_MESSAGES/messages.po` files of each package, read with
+Catalogues are the `locale/<lang>/LC_MESSAGES/*.po` files of each package (one per area of a
+package, e.g. evaluation's `pool.po` and `draws.po`), read with
 Babel at start-up (no compile step). The language of a request is its `lang` cookie, else
 the configured default.
 """
@@ -25,23 +26,21 @@ current_language: contextvars.ContextVar[str] = contextvars.ContextVar("language
 
 
 def load_catalogues(root: Path = REPO_ROOT) -> dict[str, gettext.NullTranslations]:
-    """One merged translation per language from every package's .po file."""
+    """One merged translation per language from every package's .po files."""
     catalogues: dict[str, gettext.NullTranslations] = {"en": gettext.NullTranslations()}
     for lang in LANGUAGES:
         if lang == "en":
             continue
         merged: Translations | None = None
         for package in PACKAGES:
-            po_path = root / package / "locale" / lang / "LC_MESSAGES" / "messages.po"
-            if not po_path.exists():
-                continue
-            with po_path.open("rb") as fh:
-                catalog = read_po(fh, locale=lang)
-            buffer = io.BytesIO()
-            write_mo(buffer, catalog)
-            buffer.seek(0)
-            part = Translations(buffer)
-            merged = part if merged is None else merged.merge(part)
+            for po_path in sorted((root / package / "locale" / lang / "LC_MESSAGES").glob("*.po")):
+                with po_path.open("rb") as fh:
+                    catalog = read_po(fh, locale=lang)
+                buffer = io.BytesIO()
+                write_mo(buffer, catalog)
+                buffer.seek(0)
+                part = Translations(buffer)
+                merged = part if merged is None else merged.merge(part)
         catalogues[lang] = merged or gettext.NullTranslations()
     return catalogues
 

@@ -92,6 +92,25 @@ class Settings:
     # Long-term TURN credentials for the turn:/turns: URLs above (browsers get them too).
     rtc_turn_username: str = ""
     rtc_turn_credential: str = ""
+    # Expert draws: a credit score under the threshold excludes an expert (or an intermediary);
+    # the repeat-pairing cap excludes whoever served more than N times for the same tenderer or
+    # agent in the last D days; drawn people have `draw_reply_minutes` to confirm.
+    credit_threshold: int = 60
+    pairing_cap: int = 3
+    pairing_days: int = 90
+    draw_reply_minutes: int = 15
+    # How drawn people are told: "log" (an outbox file in the data directory, for the demo),
+    # "smtp" or "webhook"; the base URL goes into their one-time confirmation links.
+    notifier: str = "log"
+    public_url: str = ""
+    smtp_host: str = ""
+    smtp_port: int = 587
+    smtp_username: str = ""
+    smtp_password: str = ""
+    smtp_sender: str = ""
+    smtp_starttls: bool = True
+    webhook_url: str = ""
+    webhook_secret: str = ""
 
     def ice_servers(self) -> list[dict[str, str]]:
         """The ICE servers as RTCIceServer dicts (W3C shape), TURN URLs with their credentials."""
@@ -114,6 +133,18 @@ class Settings:
     @property
     def platform_key_path(self) -> Path:
         return self.data_dir / "platform-signing-key.pem"
+
+    @property
+    def data_key_path(self) -> Path:
+        return self.data_dir / "platform-data-key"
+
+    @property
+    def notification_outbox_path(self) -> Path:
+        return self.data_dir / "notifications.jsonl"
+
+    def base_url(self) -> str:
+        """Where people reach this server (links in notifications): TENDERHALL_PUBLIC_URL, else host:port."""
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
 
     def with_(self, **changes: object) -> "Settings":
         return replace(self, **changes)  # type: ignore[arg-type]
@@ -139,8 +170,28 @@ class Settings:
             rtc_host_addresses=_list(env, "TENDERHALL_ICE_HOST_ADDRESSES"),
             rtc_turn_username=env.get("TENDERHALL_TURN_USERNAME", ""),
             rtc_turn_credential=env.get("TENDERHALL_TURN_CREDENTIAL", ""),
+            credit_threshold=_int(env, "TENDERHALL_CREDIT_THRESHOLD", 60, 0),
+            pairing_cap=_int(env, "TENDERHALL_PAIRING_CAP", 3, 0),
+            pairing_days=_int(env, "TENDERHALL_PAIRING_DAYS", 90, 1),
+            draw_reply_minutes=_int(env, "TENDERHALL_DRAW_REPLY_MINUTES", 15, 1),
+            notifier=env.get("TENDERHALL_NOTIFIER") or "log",
+            public_url=env.get("TENDERHALL_PUBLIC_URL", ""),
+            smtp_host=env.get("TENDERHALL_SMTP_HOST", ""),
+            smtp_port=_int(env, "TENDERHALL_SMTP_PORT", 587, 1),
+            smtp_username=env.get("TENDERHALL_SMTP_USERNAME", ""),
+            smtp_password=env.get("TENDERHALL_SMTP_PASSWORD", ""),
+            smtp_sender=env.get("TENDERHALL_SMTP_SENDER", ""),
+            smtp_starttls=_bool(env, "TENDERHALL_SMTP_STARTTLS", True),
+            webhook_url=env.get("TENDERHALL_WEBHOOK_URL", ""),
+            webhook_secret=env.get("TENDERHALL_WEBHOOK_SECRET", ""),
         )
         if settings.default_language not in ("zh_CN", "en"):
             raise SettingsError("TENDERHALL_LANGUAGE must be zh_CN or en")
+        if settings.notifier not in ("log", "smtp", "webhook"):
+            raise SettingsError("TENDERHALL_NOTIFIER must be log, smtp or webhook")
+        if settings.notifier == "smtp" and not (settings.smtp_host and settings.smtp_sender):
+            raise SettingsError("TENDERHALL_NOTIFIER=smtp needs TENDERHALL_SMTP_HOST and TENDERHALL_SMTP_SENDER")
+        if settings.notifier == "webhook" and not (settings.webhook_url and settings.webhook_secret):
+            raise SettingsError("TENDERHALL_NOTIFIER=webhook needs TENDERHALL_WEBHOOK_URL and TENDERHALL_WEBHOOK_SECRET")
         clean = {k: v for k, v in overrides.items() if v is not None}
         return replace(settings, **clean) if clean else settings  # type: ignore[arg-type]
