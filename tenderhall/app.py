@@ -79,6 +79,7 @@ async def resolve_dsn(settings: Settings) -> tuple[str, EmbeddedPostgres | None]
 
 def create_app(settings: Settings, *, extra_routes: list[BaseRoute] | None = None) -> Starlette:
     """Build the ASGI app. Nothing starts until the lifespan runs."""
+    from evaluation.jobs import JOBS as EVALUATION_JOBS
     from evaluation.routes import ROUTES as EVALUATION_ROUTES
     from tenderhall.routes import ROUTES as SHELL_ROUTES
     from trading.jobs import JOBS as TRADING_JOBS
@@ -109,13 +110,15 @@ def create_app(settings: Settings, *, extra_routes: list[BaseRoute] | None = Non
                 translator=translator,
                 media_hub=media_hub,
             )
-            jobs = asyncio.create_task(run_periodically(app, state, TRADING_JOBS, settings.job_interval_seconds))
+            jobs = [asyncio.create_task(run_periodically(app, state, TRADING_JOBS, settings.job_interval_seconds)),
+                    asyncio.create_task(run_periodically(app, state, EVALUATION_JOBS, settings.draw_job_seconds))]
             try:
                 yield state
             finally:
-                jobs.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await jobs
+                for job in jobs:
+                    job.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await job
                 # Closing the hub finishes the open recordings, whose log entries need the pool.
                 await media_hub.close()
                 await bus.stop()

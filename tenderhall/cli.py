@@ -110,6 +110,7 @@ def cmd_user_create(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from evaluation import draw_cli
     from trading import cli as trading_cli
     from trading import hall_cli
 
@@ -159,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     trading_cli.add_commands(sub)
     hall_cli.add_commands(sub)
+    draw_cli.add_commands(sub)
     return parser
 
 

@@ -99,6 +99,8 @@ class Settings:
     pairing_cap: int = 3
     pairing_days: int = 90
     draw_reply_minutes: int = 15
+    # Reply windows are minutes long: their expiry and the notices run on a short period of their own.
+    draw_job_seconds: int = 30
     # How drawn people are told: "log" (an outbox file in the data directory, for the demo),
     # "smtp" or "webhook"; the base URL goes into their one-time confirmation links.
     notifier: str = "log"

@@ -39,9 +39,12 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 class ApiError(Exception):
     """An error with an HTTP status, a stable machine code and a message for people."""
 
-    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None,
+                 detail: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.headers = status, code, message, headers or {}
+        # Structured facts behind the message (e.g. how many candidates each rule left), JSON only.
+        self.detail = detail or {}
 
 
 @dataclass(frozen=True)
@@ -75,7 +78,8 @@ def error_response(request: Request, error: ApiError) -> Response:
     """JSON for the API; a page (or a redirect to the login) for browsers."""
     if is_api(request.url.path):
         return JSONResponse(
-            {"error": {"code": error.code, "message": error.message}}, status_code=error.status, headers=error.headers
+            {"error": {"code": error.code, "message": error.message, **({"detail": error.detail} if error.detail else {})}},
+            status_code=error.status, headers=error.headers,
         )
     if error.status == 401:
         return RedirectResponse(f"/login?next={quote(request.url.path)}", status_code=303)

@@ -1,0 +1,26 @@
+"""Periodic work of the evaluation domain: silent reply windows expire, queued notices go out.
+
+Run every `draw_job_seconds` (30 s by default) by every instance; both jobs lock rows with
+SKIP LOCKED, so instances share the work without doing any of it twice.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from evaluation import draw_service
+
+
+def _deps(state: Any) -> draw_service.Deps:
+    return draw_service.Deps(state["pool"], state["settings"], state["platform_key"], state["data_key"])
+
+
+async def expire_reply_windows(app: Any, state: Any) -> None:
+    await draw_service.expire_overdue(_deps(state))
+
+
+async def send_draw_notices(app: Any, state: Any) -> None:
+    await draw_service.deliver_pending(_deps(state))
+
+
+JOBS = [expire_reply_windows, send_draw_notices]
