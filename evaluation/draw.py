@@ -14,9 +14,12 @@ that moment, and the two digests (../shared/DESIGN.md, "Verifiable draws").
 from __future__ import annotations
 
 import hashlib
+import heapq
 import hmac
+import itertools
+import re
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple, Sequence
 
 from tenderhall.canonical import canonical_json
 
@@ -61,9 +64,11 @@ class Spec:
     groups: tuple[Group, ...]
 
 
-@dataclass(frozen=True)
-class Candidate:
-    """An eligible candidate as the draw sees it: avoidance has already been applied."""
+class Candidate(NamedTuple):
+    """An eligible candidate as the draw sees it: avoidance has already been applied.
+
+    A NamedTuple rather than a dataclass: draws make thousands of them at a time.
+    """
 
     id: str
     region: str
@@ -146,11 +151,27 @@ def spec_digest(spec: Spec) -> str:
     return hashlib.sha256(canonical_json(spec_json(spec))).hexdigest()
 
 
+_PLAIN = re.compile(r"[0-9A-Za-z_-]*")
+
+
 def candidates_digest(candidates: Iterable[Candidate]) -> str:
-    """SHA-256 of the candidate set in id order: what the draw saw, committed before the seed exists."""
+    """SHA-256 of the candidate set in id order: what the draw saw, committed before the seed exists.
+
+    The bytes are canonical_json of [{"id", "region", "specialties" (sorted)}, ...]. This digest
+    covers thousands of candidates on every draw, so when every value is plain ([0-9A-Za-z_-],
+    as ids, division codes and specialty codes are) the same bytes are written directly.
+    """
     ordered = sorted(candidates, key=lambda c: c.id)
-    return hashlib.sha256(canonical_json([
-        {"id": c.id, "region": c.region, "specialties": sorted(c.specialties)} for c in ordered])).hexdigest()
+    try:
+        plain = _PLAIN.fullmatch("".join(itertools.chain.from_iterable((c.id, c.region, *c.specialties) for c in ordered)))
+    except TypeError:  # a value that is no string: canonical_json below says what it makes of it
+        plain = None
+    if plain:
+        text = "[" + ",".join('{"id":"%s","region":"%s","specialties":[%s]}' % (
+            c.id, c.region, ",".join('"%s"' % s for s in sorted(c.specialties))) for c in ordered) + "]"
+        return hashlib.sha256(text.encode("ascii")).hexdigest()
+    return hashlib.sha256(canonical_json([{"id": c.id, "region": c.region, "specialties": sorted(c.specialties)}
+                                          for c in ordered])).hexdigest()
 
 
 def commitment(secret: bytes) -> str:
@@ -180,13 +201,16 @@ def derive_seed(secret: bytes, published_commitment: str, tree_head_root: bytes,
 
 
 def rank(seed: bytes, candidate_id: str) -> bytes:
-    return hmac.new(seed, candidate_id.encode("utf-8"), hashlib.sha256).digest()
+    return hmac.digest(seed, candidate_id.encode("utf-8"), "sha256")
 
 
 def _qualifies(c: Candidate, group: Group) -> bool:
     # Specialty codes are hierarchical: asking for "A01" takes anyone under it ("A0102", ...).
-    return (any(s.startswith(group.specialty) for s in c.specialties)
-            and not any(c.region.startswith(r) for r in group.exclude_regions))
+    # (Plain loops and str.startswith(tuple): this runs for every candidate of every draw.)
+    for s in c.specialties:
+        if s.startswith(group.specialty):
+            return not (group.exclude_regions and c.region.startswith(group.exclude_regions))
+    return False
 
 
 def check_feasible(spec: Spec, candidates: Sequence[Candidate]) -> None:
@@ -212,6 +236,29 @@ def check_feasible(spec: Spec, candidates: Sequence[Candidate]) -> None:
             f"only {first['eligible']} eligible after avoidance", shortfalls)
 
 
+def _rank_order(seed: bytes, candidates: Sequence[Candidate]) -> Callable[[], Iterator[Candidate]]:
+    """Iterators over the candidates by (rank, id), each from the start.
+
+    A heap popped only as far as the draw reads: a committee is filled long before the last of
+    thousands of candidates, so the full sort is never paid for.
+    """
+    heap = [(hmac.digest(seed, c.id.encode("utf-8"), "sha256"), c.id, i) for i, c in enumerate(candidates)]
+    heapq.heapify(heap)
+    popped: list[Candidate] = []
+
+    def iterate() -> Iterator[Candidate]:
+        i = 0
+        while True:
+            if i == len(popped):
+                if not heap:
+                    return
+                popped.append(candidates[heapq.heappop(heap)[2]])
+            yield popped[i]
+            i += 1
+
+    return iterate
+
+
 def draw(spec: Spec, candidates: Sequence[Candidate], seed: bytes) -> Result:
     """The draw itself: deterministic in its three inputs, uniform over the eligible candidates.
 
@@ -225,14 +272,14 @@ def draw(spec: Spec, candidates: Sequence[Candidate], seed: bytes) -> Result:
     if len(seed) != 32:
         raise DrawError("the seed is 32 bytes")
     check_feasible(spec, candidates)
-    ordered = sorted(candidates, key=lambda c: (rank(seed, c.id), c.id))
+    ordered = _rank_order(seed, candidates)
     taken: set[str] = set()
     results = []
     for g in spec.groups:
         need = [q.count for q in g.quotas]
         open_seats = g.count - sum(need)
         members: list[Seat] = []
-        for c in ordered:
+        for c in ordered():
             if c.id in taken or not _qualifies(c, g):
                 continue
             slot = next((i for i, q in enumerate(g.quotas) if need[i] and c.region.startswith(q.region)), None)
@@ -253,7 +300,7 @@ def draw(spec: Spec, candidates: Sequence[Candidate], seed: bytes) -> Result:
         taken.update(s.candidate for s in members)
         # Backups: the first eligible candidates left in the same order, including any passed
         # over while their region's quota was already full.
-        backups = tuple(c.id for c in ordered if c.id not in taken and _qualifies(c, g))[:g.backups]
+        backups = tuple(itertools.islice((c.id for c in ordered() if c.id not in taken and _qualifies(c, g)), g.backups))
         if len(backups) < g.backups:
             raise DrawImpossible(f"specialty {g.specialty}: only {len(backups)} of {g.backups} backups are left "
                                  "once earlier groups took theirs",

@@ -113,8 +113,9 @@ async def _unknown_specialties(conn: asyncpg.Connection, spec: dict[str, Any]) -
 
 
 async def _eligible(conn: asyncpg.Connection, deps: Deps, draw_id: uuid.UUID, purpose: str, subject: dict[str, Any],
-                    spec: dict[str, Any], needed_at: datetime, excluded: Sequence[uuid.UUID]):
-    """The pseudonymous candidate set and the pseudonym → person map; DrawRefused(422) when impossible."""
+                    spec: dict[str, Any], needed_at: datetime, excluded: Sequence[uuid.UUID], *, check: bool = True):
+    """The pseudonymous candidate set, the pseudonym → person map and the rules applied;
+    DrawRefused(422) when impossible (`check`: the draw itself checks again, so run skips it here)."""
     from evaluation.draw import Candidate, parse_spec
 
     unknown = await _unknown_specialties(conn, spec)
@@ -127,18 +128,24 @@ async def _eligible(conn: asyncpg.Connection, deps: Deps, draw_id: uuid.UUID, pu
     key = deps.data_key.subkey("draw-pseudonym")
     people: dict[str, uuid.UUID] = {}
     candidates = []
-    for c in found:
-        person = uuid.UUID(c.id)
+    for person, region, specialties in found:
         alias = pseudonym(key, draw_id, person)
         people[alias] = person
-        candidates.append(Candidate(alias, c.region, c.specialties))
-    try:
-        check_feasible(parse_spec(spec), candidates)
-    except DrawImpossible as exc:
-        funnels = {g["specialty"]: await ds.funnel(conn, pool, avoidance, g["specialty"]) for g in spec["groups"]}
-        raise DrawRefused(f"impossible draw: {exc}", code="draw_impossible", status=422,
-                          detail={"shortfalls": exc.shortfalls, "funnel": funnels}) from None
+        candidates.append(Candidate(alias, region, tuple(specialties)))
+    if check:
+        try:
+            check_feasible(parse_spec(spec), candidates)
+        except DrawImpossible as exc:
+            raise await _impossible(conn, purpose, avoidance, spec, exc) from None
     return candidates, people, avoidance
+
+
+async def _impossible(conn: asyncpg.Connection, purpose: str, avoidance: ds.Avoidance, spec: dict[str, Any],
+                      exc: DrawImpossible) -> DrawRefused:
+    """The refusal of an impossible draw, with how many candidates each rule left per specialty."""
+    funnels = {g["specialty"]: await ds.funnel(conn, POOL_OF[purpose], avoidance, g["specialty"]) for g in spec["groups"]}
+    return DrawRefused(f"impossible draw: {exc}", code="draw_impossible", status=422,
+                       detail={"shortfalls": exc.shortfalls, "funnel": funnels})
 
 
 # ---------------------------------------------------------------------------- schedule
@@ -212,7 +219,7 @@ async def run(deps: Deps, user: CurrentUser, draw_id: uuid.UUID, secret_text: An
         spec = draw["spec"]
         excluded = await _asked_in_chain(conn, deps, draw["parent_id"]) if draw["parent_id"] else []
         candidates, people, avoidance = await _eligible(conn, deps, draw_id, draw["purpose"], draw["subject"], spec,
-                                                        draw["needed_at"], excluded)
+                                                        draw["needed_at"], excluded, check=False)
         # The head is read under the log's order lock and the draw's entry is the very next one,
         # so nothing can be appended in between to try another head (verify checks the indexes).
         await db.take_order_lock(conn)
@@ -221,17 +228,16 @@ async def run(deps: Deps, user: CurrentUser, draw_id: uuid.UUID, secret_text: An
             record = build_record(draw_id=str(draw_id), spec_data=spec, candidates=candidates,
                                   published_commitment=draw["commitment"], secret=secret, tree_head=head.as_json())
         except DrawImpossible as exc:
-            raise DrawRefused(f"impossible draw: {exc}", code="draw_impossible", status=422,
-                              detail={"shortfalls": exc.shortfalls}) from None
+            raise await _impossible(conn, draw["purpose"], avoidance, spec, exc) from None
         except DrawError as exc:
             raise DrawRefused(str(exc), code="secret_mismatch", status=422) from None
         seats, notices = _seat_rows(deps, draw, record, people)
         drawn_body = {k: record[k] for k in ("draw", "spec_sha256", "candidates_sha256", "commitment", "secret", "seed",
                                               "result")}
-        drawn_body.update(tree_head=record["tree_head"], candidate_count=len(candidates), rules=avoidance.as_json())
-        entries = [("draw.drawn", drawn_body)]
-        entries += [("draw.seat", {"draw": str(draw_id), "position": s[1], "status": s[7]}) for s in seats if s[7] == "notified"]
-        results = await _announce(conn, deps, draw, entries, "draw.drawn", {"status": "drawn"})
+        # The members asked at once are in the draw's own entry; later steps get a draw.seat entry each.
+        drawn_body.update(tree_head=record["tree_head"], candidate_count=len(candidates), rules=avoidance.as_json(),
+                          notified=[row[1] for row in seats if row[7] == "notified"])
+        results = await _announce(conn, deps, draw, [("draw.drawn", drawn_body)], "draw.drawn", {"status": "drawn"})
         await ds.insert_seats(conn, seats)
         for position, message in notices:
             await _queue_notice(conn, deps, draw_id, position, message)
@@ -585,7 +591,7 @@ async def list_draws(deps: Deps, user: CurrentUser, page: int, per_page: int) ->
 
 async def published_record(conn: asyncpg.Connection, draw_id: uuid.UUID) -> dict[str, Any]:
     """The public record of a run draw with the log indexes it refers to; 404 before it has run."""
-    row = await ds.draw_record(conn, draw_id)
-    if row is None or row["record"] is None:
+    record = await ds.draw_record(conn, draw_id)
+    if record is None:
         raise DrawRefused("no draw with a published result has this id", code="draw_not_found", status=404)
-    return {**row["record"], "scheduled_log_index": row["scheduled_log_index"], "drawn_log_index": row["drawn_log_index"]}
+    return record

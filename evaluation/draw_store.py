@@ -7,6 +7,7 @@ impossible, so the refusal can say how many candidates each constraint left.
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -14,7 +15,6 @@ from typing import Any, Sequence
 
 import asyncpg
 
-from evaluation.draw import Candidate
 
 
 @dataclass(frozen=True)
@@ -50,62 +50,76 @@ class Avoidance:
                 "evaluated_projects": len(self.served_on_draws)}
 
 
-def _like(prefixes: Sequence[str]) -> list[str]:
-    # Codes are [A-Z0-9] only (specialties_code_check), so no LIKE metacharacter can sneak in.
-    return [p + "%" for p in prefixes]
-
-
 # Each rule is one named predicate; CANDIDATE_EXPERTS applies them all, FUNNEL_EXPERTS counts
 # them one after the other.
 _EXPERT_RULES = {
     "active": "e.status = 'active'",
     "credit": "e.credit_score >= $3",
-    "leave": "NOT EXISTS (SELECT 1 FROM expert_leave l WHERE l.expert_id = e.id AND l.day = $2)",
+    # NOT IN over a subquery is planned as one hashed set, built once per query, not per expert.
+    "leave": "e.id NOT IN (SELECT l.expert_id FROM expert_leave l WHERE l.day = $2)",
     "employer": "NOT (e.employer_code = ANY ($4::text[]) OR e.employer_name = ANY ($5::text[]))",
-    "declared": """NOT EXISTS (SELECT 1 FROM expert_avoidances a WHERE a.expert_id = e.id
-                   AND (a.organisation_code = ANY ($4::text[]) OR a.user_id = ANY ($6::uuid[])))""",
-    "pairing": """NOT EXISTS (SELECT 1 FROM pairings p WHERE p.expert_id = e.id AND p.counterpart = ANY ($7::text[])
-                  AND p.met_at > $8 GROUP BY p.counterpart HAVING count(*) > $9)""",
+    "declared": """e.id NOT IN (SELECT a.expert_id FROM expert_avoidances a
+                   WHERE a.organisation_code = ANY ($4::text[]) OR a.user_id = ANY ($6::uuid[]))""",
+    "pairing": """e.id NOT IN (SELECT p.expert_id FROM pairings p WHERE p.counterpart = ANY ($7::text[])
+                  AND p.met_at > $8 GROUP BY p.expert_id, p.counterpart HAVING count(*) > $9)""",
     "excluded": "NOT (e.id = ANY ($10::uuid[]))",
-    "evaluated": """NOT EXISTS (SELECT 1 FROM pairings p WHERE p.expert_id = e.id AND p.draw_id = ANY ($11::uuid[]))""",
+    "evaluated": "e.id NOT IN (SELECT p.expert_id FROM pairings p WHERE p.draw_id = ANY ($11::uuid[]))",
 }
 
+# Specialty codes are [A-Z0-9] in the C collation (0007), so "under prefix P" is the range
+# [P, P || '~'): an index range scan per asked prefix.
+_UNDER = "s.specialty >= q.prefix AND s.specialty < q.prefix || '~'"
+
+# The specialty range scan runs first and alone (MATERIALIZED); the experts it found are then
+# fetched by primary key (= ANY of that id array), so the query reads a few thousand rows of a
+# 100,000-expert pool instead of scanning it.
 CANDIDATE_EXPERTS = f"""
-SELECT e.id, e.region, array_agg(s.specialty ORDER BY s.specialty) AS specialties
-FROM expert_specialties s JOIN experts e ON e.id = s.expert_id
-WHERE s.specialty LIKE ANY ($1::text[])
+WITH m AS MATERIALIZED (
+    SELECT s.expert_id, array_agg(DISTINCT s.specialty ORDER BY s.specialty) AS specialties
+    FROM unnest($1::text[]) AS q(prefix) JOIN expert_specialties s ON {_UNDER}
+    GROUP BY s.expert_id)
+SELECT e.id, e.region, m.specialties
+FROM experts e JOIN m ON m.expert_id = e.id
+WHERE e.id = ANY (ARRAY(SELECT m.expert_id FROM m))
   AND {' AND '.join(_EXPERT_RULES.values())}
-GROUP BY e.id, e.region
 """
 
 FUNNEL_EXPERTS = """
 SELECT {counts}
 FROM experts e
-WHERE EXISTS (SELECT 1 FROM expert_specialties s WHERE s.expert_id = e.id AND s.specialty LIKE $1)
+WHERE EXISTS (SELECT 1 FROM expert_specialties s, unnest($1::text[]) AS q(prefix)
+              WHERE s.expert_id = e.id AND """ + _UNDER + """)
 """
 
 _INTERMEDIARY_RULES = {
     "active": "i.status = 'active'",
     "credit": "i.credit_score >= $3",
     "employer": "NOT (i.credit_code = ANY ($4::text[]) OR i.name = ANY ($5::text[]))",
-    "pairing": """NOT EXISTS (SELECT 1 FROM intermediary_services v WHERE v.intermediary_id = i.id
-                  AND v.purchaser = ANY ($7::text[]) AND v.served_at > $8 GROUP BY v.purchaser HAVING count(*) > $9)""",
+    "pairing": """i.id NOT IN (SELECT v.intermediary_id FROM intermediary_services v WHERE v.purchaser = ANY ($7::text[])
+                  AND v.served_at > $8 GROUP BY v.intermediary_id, v.purchaser HAVING count(*) > $9)""",
     "excluded": "NOT (i.id = ANY ($10::uuid[]))",
 }
 
+_UNDER_CATEGORY = "c.category >= q.prefix AND c.category < q.prefix || '~'"
+
+# $2, $6 and $11 (leave day, declared people, evaluated projects) do not apply to agencies;
+# they are still bound so one argument list serves both pools.
 CANDIDATE_INTERMEDIARIES = f"""
-SELECT i.id, i.region, array_agg(c.category ORDER BY c.category) AS specialties
-FROM intermediary_categories c JOIN intermediaries i ON i.id = c.intermediary_id
-WHERE c.category LIKE ANY ($1::text[])
-  AND $2::date IS NOT NULL AND $6::uuid[] IS NOT NULL AND $11::uuid[] IS NOT NULL
+WITH m AS MATERIALIZED (
+    SELECT c.intermediary_id, array_agg(DISTINCT c.category ORDER BY c.category) AS specialties
+    FROM unnest($1::text[]) AS q(prefix) JOIN intermediary_categories c ON {_UNDER_CATEGORY}
+    GROUP BY c.intermediary_id)
+SELECT i.id, i.region, m.specialties
+FROM intermediaries i JOIN m ON m.intermediary_id = i.id
+WHERE $2::date IS NOT NULL AND $6::uuid[] IS NOT NULL AND $11::uuid[] IS NOT NULL
   AND {' AND '.join(_INTERMEDIARY_RULES.values())}
-GROUP BY i.id, i.region
 """
 
 FUNNEL_INTERMEDIARIES = """
 SELECT {counts}
 FROM intermediaries i
-WHERE EXISTS (SELECT 1 FROM intermediary_categories c WHERE c.intermediary_id = i.id AND c.category LIKE $1)
+WHERE EXISTS (SELECT 1 FROM intermediary_categories c, unnest($1::text[]) AS q(prefix)
+              WHERE c.intermediary_id = i.id AND """ + _UNDER_CATEGORY + """)
   AND $2::date IS NOT NULL AND $6::uuid[] IS NOT NULL AND $11::uuid[] IS NOT NULL
 """
 
@@ -122,11 +136,14 @@ def _args(a: Avoidance, prefixes: Sequence[str]) -> list[Any]:
             list(a.pair_keys), a.pair_since or datetime.min, a.pair_cap, list(a.excluded), list(a.served_on_draws)]
 
 
-async def candidates(conn: asyncpg.Connection, pool: str, a: Avoidance) -> list[Candidate]:
-    """Every eligible candidate of `pool` ("experts" or "intermediaries") with the asked specialties only."""
+async def candidates(conn: asyncpg.Connection, pool: str, a: Avoidance) -> list[asyncpg.Record]:
+    """Every eligible candidate of `pool` ("experts" or "intermediaries"): (id, region, the asked specialties it has)."""
     sql = CANDIDATE_EXPERTS if pool == "experts" else CANDIDATE_INTERMEDIARIES
-    rows = await conn.fetch(sql, *_args(a, _like(a.prefixes)))
-    return [Candidate(str(r["id"]), r["region"], tuple(r["specialties"])) for r in rows]
+    # The right plan depends on the values (how many experts a prefix covers, how many
+    # organisations are avoided): a cached generic plan of this prepared statement was measured
+    # at twice the time, so this transaction plans it for its own arguments.
+    await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
+    return await conn.fetch(sql, *_args(a, a.prefixes))
 
 
 async def funnel(conn: asyncpg.Connection, pool: str, a: Avoidance, prefix: str) -> list[dict[str, Any]]:
@@ -137,9 +154,7 @@ async def funnel(conn: asyncpg.Connection, pool: str, a: Avoidance, prefix: str)
     for name, predicate in rules.items():
         applied.append(predicate)
         counts.append(f"count(*) FILTER (WHERE {' AND '.join(applied)}) AS {name}")
-    args = _args(a, [])
-    args[0] = prefix + "%"
-    row = await conn.fetchrow(template.format(counts=", ".join(counts)), *args)
+    row = await conn.fetchrow(template.format(counts=", ".join(counts)), *_args(a, [prefix]))
     steps = [{"rule": "specialty " + prefix, "left": row["with_specialty"]}]
     steps += [{"rule": RULE_NAMES[name], "left": row[name]} for name in rules]
     return steps
@@ -193,9 +208,13 @@ async def draw(conn: asyncpg.Connection, draw_id: uuid.UUID, *, for_update: bool
     return await conn.fetchrow(f"SELECT {DRAW_COLUMNS} FROM draws d WHERE d.id = $1{lock}", draw_id)
 
 
-async def draw_record(conn: asyncpg.Connection, draw_id: uuid.UUID) -> asyncpg.Record | None:
-    return await conn.fetchrow("SELECT record, scheduled_log_index, drawn_log_index, status FROM draws WHERE id = $1",
-                               draw_id)
+async def draw_record(conn: asyncpg.Connection, draw_id: uuid.UUID) -> dict[str, Any] | None:
+    """The published record with the log indexes it refers to; None before the draw has run."""
+    row = await conn.fetchrow("SELECT record, scheduled_log_index, drawn_log_index FROM draws WHERE id = $1", draw_id)
+    if row is None or row["record"] is None:
+        return None
+    return {**json.loads(row["record"]), "scheduled_log_index": row["scheduled_log_index"],
+            "drawn_log_index": row["drawn_log_index"]}
 
 
 async def chain(conn: asyncpg.Connection, root_id: uuid.UUID) -> list[asyncpg.Record]:
@@ -223,8 +242,9 @@ async def list_draws(conn: asyncpg.Connection, requested_by: uuid.UUID | None, l
 
 async def mark_drawn(conn: asyncpg.Connection, draw_id: uuid.UUID, record: dict[str, Any], avoidance: dict[str, Any],
                      log_index: int) -> None:
+    text = json.dumps(record, separators=(",", ":"), ensure_ascii=False)
     await conn.execute("""UPDATE draws SET status = 'drawn', record = $2, avoidance = $3, drawn_log_index = $4,
-                          drawn_at = now() WHERE id = $1""", draw_id, record, avoidance, log_index)
+                          drawn_at = now() WHERE id = $1""", draw_id, text, avoidance, log_index)
 
 
 async def set_status(conn: asyncpg.Connection, draw_id: uuid.UUID, status: str) -> None:

@@ -16,6 +16,7 @@ import asyncpg
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from evaluation.draw_record import Verification, verify_record
+from evaluation.draw_store import draw_record
 from tenderhall import log
 from tenderhall.log import TreeHead
 
@@ -60,11 +61,11 @@ def check_published(record: Any, scheduled: Mapping[str, Any] | None, drawn: Map
 
 async def verify_draw(conn: asyncpg.Connection, draw_id: uuid.UUID, public_key: Ed25519PublicKey) -> Verification | None:
     """check_published over this server's own copy; None when no run draw has this id."""
-    row = await conn.fetchrow("SELECT record, scheduled_log_index, drawn_log_index FROM draws WHERE id = $1", draw_id)
-    if row is None or row["record"] is None:
+    record = await draw_record(conn, draw_id)
+    if record is None:
         return None
-    return check_published(row["record"], await _entry(conn, row["scheduled_log_index"]),
-                           await _entry(conn, row["drawn_log_index"]), public_key)
+    return check_published(record, await _entry(conn, record["scheduled_log_index"]),
+                           await _entry(conn, record["drawn_log_index"]), public_key)
 
 
 async def _entry(conn: asyncpg.Connection, index: int | None) -> dict[str, Any] | None:

@@ -4,9 +4,10 @@
 -- clear (ID numbers, who was drawn) is sealed with the platform's data key.
 
 -- The hierarchical specialty code tree: "A" > "A01" > "A0102" > "A010203" (two digits a level).
--- Service categories of intermediaries use the same tree under their own letters.
+-- Service categories of intermediaries use the same tree under their own letters. Codes are
+-- in the C collation so that "everything under A01" is the plain index range ['A01', 'A01~').
 CREATE TABLE specialties (
-    code text PRIMARY KEY,
+    code text COLLATE "C" PRIMARY KEY,
     name text NOT NULL,
     parent text REFERENCES specialties (code),
     CONSTRAINT specialties_code_check CHECK (code ~ '^[A-Z]([0-9]{2}){0,4}$'),
@@ -49,11 +50,11 @@ CREATE INDEX experts_name_idx ON experts (name);
 
 CREATE TABLE expert_specialties (
     expert_id uuid NOT NULL REFERENCES experts (id) ON DELETE CASCADE,
-    specialty text NOT NULL REFERENCES specialties (code),
+    specialty text COLLATE "C" NOT NULL REFERENCES specialties (code),
     PRIMARY KEY (expert_id, specialty)
 );
--- The draw asks for everyone under a code: a prefix range scan.
-CREATE INDEX expert_specialties_specialty_idx ON expert_specialties (specialty text_pattern_ops, expert_id);
+-- The draw asks for everyone under a code: a range scan.
+CREATE INDEX expert_specialties_specialty_idx ON expert_specialties (specialty, expert_id);
 
 -- The leave calendar: days the expert cannot serve.
 CREATE TABLE expert_leave (
@@ -104,10 +105,10 @@ CREATE TABLE intermediaries (
 
 CREATE TABLE intermediary_categories (
     intermediary_id uuid NOT NULL REFERENCES intermediaries (id) ON DELETE CASCADE,
-    category text NOT NULL REFERENCES specialties (code),
+    category text COLLATE "C" NOT NULL REFERENCES specialties (code),
     PRIMARY KEY (intermediary_id, category)
 );
-CREATE INDEX intermediary_categories_category_idx ON intermediary_categories (category text_pattern_ops, intermediary_id);
+CREATE INDEX intermediary_categories_category_idx ON intermediary_categories (category, intermediary_id);
 
 -- Credit (信用) changes of experts and intermediaries: deductions (扣分) and commendations,
 -- with reason and evidence; the score after the change is kept so the history reads alone.
@@ -148,7 +149,9 @@ CREATE TABLE draws (
     status text NOT NULL DEFAULT 'scheduled',
     reply_minutes integer NOT NULL,
     avoidance jsonb NOT NULL DEFAULT '{}'::jsonb,  -- the rules applied (counts per rule), filled at draw time
-    record jsonb,                            -- the published tenderhall-draw/1 record (pseudonyms, never names)
+    -- The published tenderhall-draw/1 record (pseudonyms, never names) as JSON text: thousands
+    -- of candidates that are served and re-verified whole, never queried inside.
+    record text,
     scheduled_log_index bigint NOT NULL,
     drawn_log_index bigint,
     drawn_at timestamptz,
@@ -164,6 +167,8 @@ CREATE TABLE draws (
     CONSTRAINT draws_drawn_check CHECK ((status = 'drawn') = (record IS NOT NULL)),
     CONSTRAINT draws_times_check CHECK (draw_after < needed_at)
 );
+-- Records are written once per draw on its critical path and read rarely: out of line, uncompressed.
+ALTER TABLE draws ALTER COLUMN record SET STORAGE EXTERNAL;
 CREATE INDEX draws_tender_idx ON draws (tender_id) WHERE tender_id IS NOT NULL;
 CREATE INDEX draws_created_idx ON draws (created_at);
 

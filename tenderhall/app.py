@@ -80,6 +80,7 @@ async def resolve_dsn(settings: Settings) -> tuple[str, EmbeddedPostgres | None]
 def create_app(settings: Settings, *, extra_routes: list[BaseRoute] | None = None) -> Starlette:
     """Build the ASGI app. Nothing starts until the lifespan runs."""
     from evaluation.jobs import JOBS as EVALUATION_JOBS
+    from evaluation.pool_service import ensure_specialty_tree
     from evaluation.routes import ROUTES as EVALUATION_ROUTES
     from tenderhall.routes import ROUTES as SHELL_ROUTES
     from trading.jobs import JOBS as TRADING_JOBS
@@ -93,6 +94,8 @@ def create_app(settings: Settings, *, extra_routes: list[BaseRoute] | None = Non
         try:
             async with pool.acquire() as conn:
                 await db.migrate(conn)
+                # Reference data, not schema: the default specialty code tree (idempotent).
+                await ensure_specialty_tree(conn)
             settings.storage_dir.mkdir(parents=True, exist_ok=True)
             translator = Translator(load_catalogues())
             bus = Bus(pool, dsn)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -180,6 +181,44 @@ async def _tenders(deps: service.Deps, users, held) -> list[str]:  # type: ignor
     return lines
 
 
+async def _pool_and_draws(pool: asyncpg.Pool, settings: Settings, signer, users) -> list[str]:  # type: ignore[no-untyped-def]
+    """Thousands of experts and sixty intermediaries across Fujian, then two draws for the tender
+    closing now: one already drawn (its notices are in the outbox), one scheduled whose secret is
+    printed so a visitor can reveal it on the draw's page."""
+    from evaluation import draw_service
+    from evaluation.demo_pool import seed_demo_pool
+    from evaluation.draw import commitment
+    from tenderhall.canonical import b64url
+    from tenderhall.data_key import load_or_create as load_data_key
+
+    data_key = load_data_key(settings.data_key_path)
+    async with pool.acquire() as conn:
+        counts = await seed_demo_pool(conn, data_key, experts=3000, intermediaries=60,
+                                      recorded_by=users["supervisor"].id, expert_user_id=users["expert"].id)
+        tender_id = await conn.fetchval("SELECT id FROM tenders WHERE code = 'FZ-2026-GC-003'")
+    deps = draw_service.Deps(pool, settings, signer, data_key)
+    agent = users["agent"]
+    needed = (datetime.now(timezone.utc) + timedelta(hours=3)).isoformat()
+    lines = [f"  {counts['experts']} experts, {counts['intermediaries']} intermediaries (/experts, /intermediaries)"]
+    drawn_secret = os.urandom(32)
+    drawn = await draw_service.schedule(deps, agent, {
+        "purpose": "evaluation", "tender_id": str(tender_id), "title": "水厂设备采购及安装 评标委员会（技术）",
+        "needed_at": needed, "commitment": commitment(drawn_secret),
+        "spec": {"groups": [{"specialty": "A04", "count": 5, "backups": 2,
+                             "quotas": [{"region": "3501", "count": 3}, {"region": "3502", "count": 1}]}]}})
+    await draw_service.run(deps, agent, uuid.UUID(drawn["id"]), b64url(drawn_secret))
+    await draw_service.deliver_pending(deps)
+    lines.append(f"  drawn: /draws/{drawn['id']} (verify: /draws/{drawn['id']}/verify; notices with their one-time "
+                 f"links in {settings.notification_outbox_path})")
+    secret = os.urandom(32)
+    scheduled = await draw_service.schedule(deps, agent, {
+        "purpose": "evaluation", "tender_id": str(tender_id), "title": "水厂设备采购及安装 评标委员会（经济）",
+        "needed_at": needed, "commitment": commitment(secret),
+        "spec": {"groups": [{"specialty": "A08", "count": 2, "backups": 2}]}})
+    lines.append(f"  scheduled: /draws/{scheduled['id']} — reveal this secret there to draw: {b64url(secret)}")
+    return lines
+
+
 async def seed(settings: Settings, *, reset: bool = False) -> None:
     """Seed the demo data once (or again with reset, which empties the database first)."""
     dsn, embedded = await resolve_dsn(settings)
@@ -201,6 +240,8 @@ async def seed(settings: Settings, *, reset: bool = False) -> None:
         lines = await _tenders(deps, users, held)
         print("Demo tenders:")
         print("\n".join(lines))
+        print("\nExpert pool and draws:")
+        print("\n".join(await _pool_and_draws(pool, settings, signer, users)))
         print(f"\nKey files of the demo's bidders and custodians: {settings.data_dir / 'demo-keys'} "
               f"(passphrase: {KEY_PASSPHRASE}); restore one on the /keys page.")
         _print_logins()

@@ -150,3 +150,19 @@ def test_the_seed_needs_the_committed_secret_and_binds_every_input() -> None:
     assert seed not in others and len(others) == 3
     # the candidate digest does not depend on the order the pool came in
     assert candidates_digest(list(reversed(pool(3)))) == cand_hex
+
+
+def test_the_candidate_digest_is_canonical_json_on_both_paths() -> None:
+    import hashlib as _hashlib
+
+    from tenderhall.canonical import canonical_json
+
+    plain = [Candidate("b2", "350102", ("A0102", "A0101")), Candidate("a1", "350203", ("B01",))]
+    expected = _hashlib.sha256(canonical_json([{"id": c.id, "region": c.region, "specialties": sorted(c.specialties)}
+                                               for c in sorted(plain, key=lambda c: c.id)])).hexdigest()
+    assert candidates_digest(plain) == expected
+    # A value outside the plain alphabet takes the general path and still digests canonically.
+    quoted = [*plain, Candidate('q"1', "350102", ("A01",))]
+    assert candidates_digest(quoted) == _hashlib.sha256(canonical_json([
+        {"id": c.id, "region": c.region, "specialties": sorted(c.specialties)}
+        for c in sorted(quoted, key=lambda c: c.id)])).hexdigest()
