@@ -359,12 +359,20 @@ async def _after_seat_change(conn: asyncpg.Connection, deps: Deps, draw: asyncpg
     return entries
 
 
-async def _answer(conn: asyncpg.Connection, deps: Deps, seat: asyncpg.Record, answer: Any, reason: Any) -> dict[str, Any]:
+async def _locked(conn: asyncpg.Connection, draw_id: uuid.UUID, position: int) -> tuple[asyncpg.Record, asyncpg.Record]:
+    """The draw, then its seat, locked in that order: every act takes them so, and none waits on another in reverse."""
+    draw = await ds.draw(conn, draw_id, for_update=True)
+    return draw, await ds.seat(conn, draw_id, position, for_update=True)
+
+
+async def _answer(conn: asyncpg.Connection, deps: Deps, found: asyncpg.Record, answer: Any, reason: Any) -> dict[str, Any]:
     if answer not in ("accept", "decline"):
         raise DrawRefused('answer must be "accept" or "decline"', code="invalid_answer", status=422)
     if reason is not None and (not isinstance(reason, str) or len(reason) > 500):
         raise DrawRefused("reason must be text of at most 500 characters", code="invalid_answer", status=422)
-    draw = await ds.draw(conn, seat["draw_id"], for_update=True)
+    draw, seat = await _locked(conn, found["draw_id"], found["position"])
+    if draw["unsealed_at"] is not None or (draw["parent_id"] and await _root_unsealed(conn, draw["id"])):
+        raise DrawRefused("the sign-in has opened: this committee is closed", code="committee_closed")
     if seat["status"] != "notified":
         raise DrawRefused(f"this invitation was already answered or closed ({seat['status']})", code="already_answered")
     if await conn.fetchval("SELECT now()") >= seat["reply_by"]:
@@ -431,12 +439,22 @@ async def reply_in_app(deps: Deps, user: CurrentUser, draw_id: uuid.UUID, positi
         return await _answer(conn, deps, seat, answer, reason)
 
 
+async def _root_unsealed(conn: asyncpg.Connection, draw_id: uuid.UUID) -> bool:
+    root = await ds.draw(conn, await ds.root_of(conn, draw_id))
+    return root["unsealed_at"] is not None
+
+
 async def expire_overdue(deps: Deps) -> int:
-    """Seats whose reply window passed in silence: expired, and their group's next backup asked."""
+    """Seats whose reply window passed in silence: expired, and their group's next backup asked.
+
+    Each seat is re-read under its draw's lock: another instance, or the expert's own late
+    answer, may have settled it since it was listed."""
     done = 0
     async with deps.pool.acquire() as conn, conn.transaction():
-        for seat in await ds.overdue_seats(conn):
-            draw = await ds.draw(conn, seat["draw_id"], for_update=True)
+        for listed in await ds.overdue_seats(conn):
+            draw, seat = await _locked(conn, listed["draw_id"], listed["position"])
+            if seat["status"] != "notified" or seat["reply_by"] > await conn.fetchval("SELECT now()"):
+                continue
             await ds.answer_seat(conn, seat["draw_id"], seat["position"], "expired", None)
             entries = await _after_seat_change(conn, deps, draw, seat, "expired")
             await _announce(conn, deps, draw, entries, "draw.seat",
@@ -502,7 +520,7 @@ async def unseal(deps: Deps, user: CurrentUser, draw_id: uuid.UUID) -> dict[str,
         confirmed = [people[(s["draw_id"], s["position"])] for s in seats if s["status"] == "confirmed"]
         if root["purpose"] == "evaluation":
             await ds.insert_pairings(conn, _pairings(root, await ds.tender_parties(conn, [root["tender_id"]]), confirmed))
-        await ds.release_standby(conn, drawn)
+        await ds.close_seats(conn, drawn)
         await ds.mark_unsealed(conn, [d["id"] for d in chain], user.id)
         await _announce(conn, deps, root, [("draw.unsealed", {"draw": str(root["id"]), "by": str(user.id),
                                                               "confirmed": len(confirmed)})],

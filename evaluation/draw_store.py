@@ -275,11 +275,13 @@ async def seats(conn: asyncpg.Connection, draw_ids: Sequence[uuid.UUID]) -> list
 
 
 async def seat_by_token(conn: asyncpg.Connection, token_hash: bytes) -> asyncpg.Record | None:
-    return await conn.fetchrow(f"SELECT {SEAT_COLUMNS} FROM draw_seats s WHERE s.token_hash = $1 FOR UPDATE", token_hash)
+    return await conn.fetchrow(f"SELECT {SEAT_COLUMNS} FROM draw_seats s WHERE s.token_hash = $1", token_hash)
 
 
-async def seat(conn: asyncpg.Connection, draw_id: uuid.UUID, position: int) -> asyncpg.Record | None:
-    return await conn.fetchrow(f"SELECT {SEAT_COLUMNS} FROM draw_seats s WHERE s.draw_id = $1 AND s.position = $2 FOR UPDATE",
+async def seat(conn: asyncpg.Connection, draw_id: uuid.UUID, position: int, *,
+               for_update: bool = False) -> asyncpg.Record | None:
+    lock = " FOR UPDATE" if for_update else ""
+    return await conn.fetchrow(f"SELECT {SEAT_COLUMNS} FROM draw_seats s WHERE s.draw_id = $1 AND s.position = $2{lock}",
                                draw_id, position)
 
 
@@ -290,7 +292,7 @@ async def notified_seats(conn: asyncpg.Connection) -> list[asyncpg.Record]:
 
 async def overdue_seats(conn: asyncpg.Connection, limit: int = 200) -> list[asyncpg.Record]:
     return await conn.fetch(f"""SELECT {SEAT_COLUMNS} FROM draw_seats s WHERE s.status = 'notified' AND s.reply_by <= now()
-                                ORDER BY s.reply_by LIMIT $1 FOR UPDATE SKIP LOCKED""", limit)
+                                ORDER BY s.reply_by LIMIT $1""", limit)
 
 
 async def answer_seat(conn: asyncpg.Connection, draw_id: uuid.UUID, position: int, status: str,
@@ -307,9 +309,10 @@ async def notify_seat(conn: asyncpg.Connection, draw_id: uuid.UUID, position: in
                                draw_id, position, token_hash, reply_minutes)
 
 
-async def release_standby(conn: asyncpg.Connection, draw_ids: Sequence[uuid.UUID]) -> None:
-    await conn.execute("UPDATE draw_seats SET status = 'unused' WHERE draw_id = ANY ($1::uuid[]) AND status = 'standby'",
-                       list(draw_ids))
+async def close_seats(conn: asyncpg.Connection, draw_ids: Sequence[uuid.UUID]) -> None:
+    """At sign-in: backups never called are unused, invitations still unanswered have expired."""
+    await conn.execute("""UPDATE draw_seats SET status = CASE status WHEN 'standby' THEN 'unused' ELSE 'expired' END
+                          WHERE draw_id = ANY ($1::uuid[]) AND status IN ('standby', 'notified')""", list(draw_ids))
 
 
 # ---------------------------------------------------------------------------- notifications

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 
 from starlette.testclient import TestClient
 
 from tenderhall import audit, demo, keyfile
+from evaluation.notifier import read_outbox
 from tenderhall.settings import Settings
 from tests.factories import run_db
 from trading import key_wrap, sealing
@@ -36,6 +38,19 @@ def test_demo_seeds_every_role_tenders_and_verifiable_bids(settings: Settings, c
         for bid in bids:
             receipt = client.get(f"/api/bids/{bid['id']}/receipt").json()
             assert receipt["bid"] == bid["id"]
+
+        # The pool and the two draws: the drawn one verifies; the printed secret runs the other.
+        client.post("/api/session", json={"username": "agent", "password": demo.PASSWORD})
+        client.headers["X-CSRF-Token"] = client.get("/api/session").json()["csrf_token"]
+        draws = {d["title"]: d for d in client.get("/api/draws").json()["draws"]}
+        assert {d["status"] for d in draws.values()} == {"drawn", "scheduled"}
+        drawn = next(d for d in draws.values() if d["status"] == "drawn")
+        assert client.get(f"/api/draws/{drawn['id']}/verification").json()["ok"] is True
+        scheduled = next(d for d in draws.values() if d["status"] == "scheduled")
+        secret = re.search(rf"/draws/{scheduled['id']} .*: (\S+)", printed).group(1)
+        assert client.post(f"/api/draws/{scheduled['id']}/run", json={"secret": secret}).status_code == 200
+        assert len(read_outbox(settings.notification_outbox_path)) == 5 + 2
+        assert run_db(settings.database_url, lambda c: c.fetchval("SELECT count(*) FROM experts")) == 3000
 
     # The printed key file really opens the bidder's stored bid: nothing in the demo is fake.
     key_file = settings.data_dir / "demo-keys" / "bidder-minjiang.keys.json"

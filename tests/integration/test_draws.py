@@ -179,8 +179,9 @@ def test_names_stay_sealed_until_sign_in_then_every_reading_is_logged(client: Te
     url = f"/api/draws/{draw['id']}"
     sealed = client.get(url + "/names")
     assert sealed.status_code == 403 and sealed.json()["error"]["code"] == "names_sealed"
+    notices = _outbox(settings)
     with TestClient(client.app) as anonymous:
-        for notice in _outbox(settings):
+        for notice in notices[:2]:
             assert anonymous.post(f"/api/draws/reply/{_token(notice)}", json={"answer": "accept"}).status_code == 200
     early = client.post(url + "/unseal")
     assert early.status_code == 409 and early.json()["error"]["code"] == "names_sealed"
@@ -189,15 +190,19 @@ def test_names_stay_sealed_until_sign_in_then_every_reading_is_logged(client: Te
 
     run_db(dsn, lambda c: c.execute("UPDATE draws SET needed_at = now() + interval '30 minutes', draw_after = now() - interval '1 hour'"))
     assert client.post(url + "/unseal").status_code == 200
+    with TestClient(client.app) as anonymous:  # the third answers too late: the committee has closed
+        late = anonymous.post(f"/api/draws/reply/{_token(notices[2])}", json={"answer": "accept"})
+        assert late.status_code == 409 and late.json()["error"]["code"] == "committee_closed"
     names = client.get(url + "/names").json()
     members = [p for p in names["people"] if p["backup_rank"] is None]
-    assert len(members) == 3 and all(p["name"] and p["status"] == "confirmed" for p in members)
+    assert len(members) == 3 and all(p["name"] for p in members)
+    assert sorted(p["status"] for p in members) == ["confirmed", "confirmed", "expired"]
     assert [p["status"] for p in names["people"] if p["backup_rank"]] == ["unused"]
     assert _scalar(dsn, "SELECT count(*) FROM draw_name_access") == 1
     assert _scalar(dsn, "SELECT count(*) FROM log_entries WHERE kind = 'draw.names_viewed'") == 1
-    # Who met whom: each member with the tenderer, the agent and the two other members.
-    assert _scalar(dsn, "SELECT count(*) FROM pairings") == 3 * (2 + 2)
-    assert _scalar(dsn, "SELECT count(*) FROM pairings WHERE counterpart = $1", f"tenderer:{hall.tender['tenderer']}") == 3
+    # Who met whom: each confirmed member with the tenderer, the agent and the other member.
+    assert _scalar(dsn, "SELECT count(*) FROM pairings") == 2 * (2 + 1)
+    assert _scalar(dsn, "SELECT count(*) FROM pairings WHERE counterpart = $1", f"tenderer:{hall.tender['tenderer']}") == 2
 
     # Another agent sees nothing of it.
     other = make_user(dsn, "agent")
@@ -377,3 +382,24 @@ def test_draw_pages_render_for_the_requester(client: TestClient, settings: Setti
                                   follow_redirects=True)
         assert answered.status_code == 200 and 'data-answered="declined"' in answered.text
         assert anonymous.get("/draws/reply/" + "y" * 43).status_code == 404
+
+
+def test_a_failing_notifier_keeps_the_notice_sealed_and_retries(settings: Settings) -> None:
+    from tenderhall.app import create_app
+
+    broken = settings.with_(notifier="webhook", webhook_url="http://127.0.0.1:9/sms", webhook_secret="gateway-secret")
+    with TestClient(create_app(broken)) as client:
+        hall = make_hall(client, settings.database_url, bidders=1, rule="void")
+        _pool(settings.database_url, 3)
+        login(client, hall.agent)
+        secret = Secret()
+        _schedule_and_run(client, evaluation_request(hall.id, secret, count=1, backups=0), secret)
+        row = run_db(settings.database_url, lambda c: c.fetchrow(
+            "SELECT status, attempts, last_error, message_sealed FROM draw_notifications"))
+        assert row["status"] == "pending" and row["attempts"] == 1 and row["message_sealed"] is not None
+        assert "127.0.0.1" in row["last_error"] and "/draws/reply/" not in row["last_error"]
+        for _ in range(4):
+            _run_jobs(client)
+        row = run_db(settings.database_url, lambda c: c.fetchrow(
+            "SELECT status, attempts, message_sealed FROM draw_notifications"))
+        assert (row["status"], row["attempts"], row["message_sealed"]) == ("failed", 5, None)
