@@ -179,7 +179,11 @@ async def new_page(request: Request) -> Response:
 @mapped
 async def draw_page(request: Request) -> Response:
     draw = await svc.view(_deps(request), request.state.user, _draw_id(request))
-    return render(request, "evaluation/draw.html", {"draw": draw})
+    # Live updates: the tender's topic (counts only, any user may follow it), else the requester's own.
+    topic = f"tender:{draw['tender_id']}" if draw["tender_id"] else f"user:{request.state.user.id}"
+    async with request.state.pool.acquire() as conn:
+        after = await conn.fetchval("SELECT coalesce(max(id), 0) FROM events WHERE topic = $1", topic)
+    return render(request, "evaluation/draw.html", {"draw": draw, "topic": topic, "after": after})
 
 
 @mapped

@@ -1,4 +1,25 @@
 import { makeSecret, post, showError, showSecret } from "./commitment.js";
+import { followTopic } from "../trading/hall_live.js";
+
+// Answers, replacements and extensions arrive as events: the page re-reads itself on one of ours.
+const live = document.getElementById("draw-live");
+if (live) {
+  const mine = new Set(live.dataset.draws.split(" ").filter(Boolean));
+  let last = Number(live.dataset.after);
+  let reloading = null;
+  followTopic({
+    topic: live.dataset.topic,
+    lastId: () => last,
+    onEvent: (event) => {
+      last = Math.max(last, event.id);
+      const payload = event.payload || {};
+      if (String(event.kind || "").startsWith("draw.") && mine.has(payload.draw) && !reloading) {
+        reloading = setTimeout(() => location.reload(), 300);
+      }
+    },
+    onState: () => {},
+  });
+}
 
 async function act(url, body) {
   try {

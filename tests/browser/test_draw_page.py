@@ -10,6 +10,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from evaluation.draw import commitment
+from evaluation.notifier import read_outbox
 from tenderhall.canonical import b64url_decode
 from tenderhall.settings import Settings
 from tests.browser.test_keys_page import browser_login
@@ -52,5 +53,9 @@ def test_agent_schedules_reveals_and_verifies_a_draw(database_url: str, settings
         page.locator(".run-form input[name=secret]").fill(secret)
         page.locator(".run-form button[type=submit]").click()
         expect(page.locator("table.list tbody tr td").nth(3)).to_have_text("3")  # three waiting for an answer
+        # An expert answers through the link in their notice: the open page follows it live.
+        notice = read_outbox(settings.notification_outbox_path)[-1]
+        api.post("/api/draws/reply/" + notice["link"].rsplit("/", 1)[1], json={"answer": "accept"}).raise_for_status()
+        expect(page.locator("table.list tbody tr td").nth(2)).to_have_text("1")  # confirmed
         page.locator("a[href$='/verify']").first.click()
         expect(page.locator("[data-verified]")).to_have_attribute("data-verified", "yes")
