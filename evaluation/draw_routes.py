@@ -8,6 +8,7 @@ from typing import Awaitable, Callable
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from evaluation import draw_replies as replies
 from evaluation import draw_service as svc
 from evaluation.draw_rules import DrawRefused
 from evaluation.draw_verify import verify_draw
@@ -50,7 +51,7 @@ def _draw_id(request: Request) -> uuid.UUID:
 
 async def _after_commit(request: Request) -> None:
     """Send the notices an act queued, now rather than at the next job run; a failure stays queued."""
-    await svc.deliver_pending(_deps(request))
+    await replies.deliver_pending(_deps(request))
 
 
 # ---------------------------------------------------------------------------- JSON
@@ -131,7 +132,7 @@ async def api_verification(request: Request) -> Response:
 @mapped
 async def api_invitations(request: Request) -> Response:
     """Your invitations waiting for an answer (experts)."""
-    return json_ok({"invitations": await svc.invitations(_deps(request), request.state.user)})
+    return json_ok({"invitations": await replies.invitations(_deps(request), request.state.user)})
 
 
 @mapped
@@ -139,7 +140,7 @@ async def api_reply_in_app(request: Request) -> Response:
     """Accept or decline an invitation: {"answer": "accept"|"decline", "reason"?}."""
     body = await read_json(request)
     body = body if isinstance(body, dict) else {}
-    result = await svc.reply_in_app(_deps(request), request.state.user, _draw_id(request),
+    result = await replies.reply_in_app(_deps(request), request.state.user, _draw_id(request),
                                     request.path_params["position"], body.get("answer"), body.get("reason"))
     await _after_commit(request)
     return json_ok(result)
@@ -157,7 +158,7 @@ async def api_reply_by_link(request: Request) -> Response:
     """Answer through the one-time link: {"answer": "accept"|"decline", "reason"?}."""
     body = await read_json(request)
     body = body if isinstance(body, dict) else {}
-    result = await svc.reply_by_token(_deps(request), _token(request), body.get("answer"), body.get("reason"))
+    result = await replies.reply_by_token(_deps(request), _token(request), body.get("answer"), body.get("reason"))
     await _after_commit(request)
     return json_ok(result)
 
@@ -206,7 +207,7 @@ async def verify_page(request: Request) -> Response:
 @mapped
 async def invitations_page(request: Request) -> Response:
     return render(request, "evaluation/invitations.html",
-                  {"invitations": await svc.invitations(_deps(request), request.state.user)})
+                  {"invitations": await replies.invitations(_deps(request), request.state.user)})
 
 
 @mapped
@@ -217,10 +218,10 @@ async def reply_page(request: Request) -> Response:
     done = None
     if request.method == "POST":
         form = await read_form(request)
-        done = await svc.reply_by_token(deps, token, form.get("answer"), form.get("reason") or None)
+        done = await replies.reply_by_token(deps, token, form.get("answer"), form.get("reason") or None)
         await _after_commit(request)
         return RedirectResponse(f"/draws/reply/{token}?answered={done['status']}", status_code=303)
-    invitation = await svc.invitation_by_token(deps, token)
+    invitation = await replies.invitation_by_token(deps, token)
     return render(request, "evaluation/draw_reply.html", {"invitation": invitation, "token": token,
                                                           "answered": request.query_params.get("answered")})
 

@@ -1,8 +1,8 @@
-"""Draw use cases: schedule with a commitment, run on the revealed secret, notify, replace, extend, unseal.
+"""Draw use cases: schedule with a commitment, run on the revealed secret, extend, unseal, read.
 
 Each act is one transaction that writes its state, its transparency-log entries (never names:
 the public record speaks of per-draw pseudonyms) and its bus events together. Messages to
-drawn people leave after commit, from a sealed outbox (`deliver_pending`).
+drawn people wait sealed in an outbox; draw_replies.py sends them and takes the answers.
 """
 
 from __future__ import annotations
@@ -17,22 +17,21 @@ from typing import Any, Sequence
 import asyncpg
 
 from evaluation import draw_store as ds
-from evaluation.draw import DrawError, DrawImpossible, check_feasible, spec_digest, spec_json
+from evaluation.draw import (
+    Candidate, DrawError, DrawImpossible, GroupResult, Result, Seat, check_feasible, parse_spec, spec_digest, spec_json,
+)
 from evaluation.draw_record import build_record
 from evaluation.draw_rules import (
-    POOL_OF, DrawRefused, check_commitment, check_draw_time, extension_spec, missing_seats, next_backup,
-    notice_text, parse_request, planned_seats, pseudonym, seat_context, seat_counts, unseal_opens_at,
+    POOL_OF, DrawRefused, check_commitment, check_draw_time, extension_spec, missing_seats, parse_request,
+    planned_seats, pseudonym, seat_context, seat_counts, unseal_opens_at,
 )
-from evaluation.notifier import Notice, NotifyError, make_notifier
 from tenderhall import bus, db, formatting, log
 from tenderhall.accounts import CurrentUser
-from tenderhall.canonical import b64url_decode
+from tenderhall.canonical import b64url_decode, canonical_json
 from tenderhall.data_key import DataKey
 from tenderhall.platform_key import PlatformKey
 from tenderhall.settings import Settings
 
-MAX_SEND_ATTEMPTS = 5
-SEND_BATCH = 50
 DEFAULT_EXTENSION_BACKUPS = 2
 
 
@@ -51,7 +50,7 @@ def _topics(draw: asyncpg.Record) -> list[str]:
     return topics
 
 
-async def _announce(conn: asyncpg.Connection, deps: Deps, draw: asyncpg.Record, entries: list[tuple[str, dict]],
+async def announce(conn: asyncpg.Connection, deps: Deps, draw: asyncpg.Record, entries: list[tuple[str, dict]],
                     event: str, payload: dict[str, Any]) -> list[log.AppendResult]:
     results = await log.append_entries(conn, deps.platform_key, entries) if entries else []
     for topic in _topics(draw):
@@ -116,8 +115,6 @@ async def _eligible(conn: asyncpg.Connection, deps: Deps, draw_id: uuid.UUID, pu
                     spec: dict[str, Any], needed_at: datetime, excluded: Sequence[uuid.UUID], *, check: bool = True):
     """The pseudonymous candidate set, the pseudonym → person map and the rules applied;
     DrawRefused(422) when impossible (`check`: the draw itself checks again, so run skips it here)."""
-    from evaluation.draw import Candidate, parse_spec
-
     unknown = await _unknown_specialties(conn, spec)
     if unknown:
         raise DrawRefused(f"unknown specialty code(s): {', '.join(unknown)}", code="unknown_specialty", status=422,
@@ -176,7 +173,7 @@ async def schedule(deps: Deps, user: CurrentUser, body: Any, *, parent: asyncpg.
         if request.tender_id:
             body_out["tender"] = str(request.tender_id)
         placeholder = {"id": draw_id, "requested_by": user.id, "tender_id": request.tender_id}
-        [entry] = await _announce(conn, deps, placeholder, [("draw.scheduled", body_out)], "draw.scheduled",
+        [entry] = await announce(conn, deps, placeholder, [("draw.scheduled", body_out)], "draw.scheduled",
                                   {"status": "scheduled"})
         await ds.insert_draw(conn, draw_id, request.purpose, request.tender_id, request.subject, request.title, spec,
                              request.needed_at, request.draw_after, request.commitment, user.id,
@@ -194,7 +191,7 @@ async def cancel(deps: Deps, user: CurrentUser, draw_id: uuid.UUID) -> dict[str,
         if draw["status"] != "scheduled":
             raise DrawRefused("only a draw that has not run can be cancelled", code="not_scheduled")
         await ds.set_status(conn, draw_id, "cancelled")
-        await _announce(conn, deps, draw, [("draw.cancelled", {"draw": str(draw_id), "by": str(user.id)})],
+        await announce(conn, deps, draw, [("draw.cancelled", {"draw": str(draw_id), "by": str(user.id)})],
                         "draw.cancelled", {"status": "cancelled"})
         return await _view(conn, deps, await ds.draw(conn, draw_id))
 
@@ -237,10 +234,10 @@ async def run(deps: Deps, user: CurrentUser, draw_id: uuid.UUID, secret_text: An
         # The members asked at once are in the draw's own entry; later steps get a draw.seat entry each.
         drawn_body.update(tree_head=record["tree_head"], candidate_count=len(candidates), rules=avoidance.as_json(),
                           notified=[row[1] for row in seats if row[7] == "notified"])
-        results = await _announce(conn, deps, draw, [("draw.drawn", drawn_body)], "draw.drawn", {"status": "drawn"})
+        results = await announce(conn, deps, draw, [("draw.drawn", drawn_body)], "draw.drawn", {"status": "drawn"})
         await ds.insert_seats(conn, seats)
         for position, message in notices:
-            await _queue_notice(conn, deps, draw_id, position, message)
+            await queue_notice(conn, deps, draw_id, position, message)
         await ds.mark_drawn(conn, draw_id, record, avoidance.as_json(), results[0].index)
         return await _view(conn, deps, await ds.draw(conn, draw_id))
 
@@ -249,7 +246,6 @@ def _seat_rows(deps: Deps, draw: asyncpg.Record, record: dict[str, Any], people:
     rows, notices = [], []
     now = datetime.now().astimezone()
     reply_by = now + timedelta(minutes=draw["reply_minutes"])
-    from evaluation.draw import Result, GroupResult, Seat
     result = Result(tuple(GroupResult(g["specialty"], tuple(Seat(m["candidate"], m["quota"]) for m in g["members"]),
                                       tuple(g["backups"])) for g in record["result"]["groups"]))
     for seat in planned_seats(result):
@@ -267,14 +263,13 @@ def _seat_rows(deps: Deps, draw: asyncpg.Record, record: dict[str, Any], people:
     return rows, notices
 
 
-async def _queue_notice(conn: asyncpg.Connection, deps: Deps, draw_id: uuid.UUID, position: int,
+async def queue_notice(conn: asyncpg.Connection, deps: Deps, draw_id: uuid.UUID, position: int,
                         message: dict[str, Any]) -> None:
-    from tenderhall.canonical import canonical_json
     sealed = deps.data_key.seal("draw-notice", seat_context(draw_id, position), canonical_json(message))
     await ds.insert_notification(conn, draw_id, position, sealed, deps.settings.notifier)
 
 
-async def _people_of(conn: asyncpg.Connection, deps: Deps, seats: Sequence[asyncpg.Record]) -> dict[int, uuid.UUID]:
+async def people_of(conn: asyncpg.Connection, deps: Deps, seats: Sequence[asyncpg.Record]) -> dict[int, uuid.UUID]:
     return {(s["draw_id"], s["position"]): uuid.UUID(bytes=deps.data_key.open(
         "draw-seat", seat_context(s["draw_id"], s["position"]), s["person_sealed"])) for s in seats}
 
@@ -283,184 +278,7 @@ async def _asked_in_chain(conn: asyncpg.Connection, deps: Deps, draw_id: uuid.UU
     root = await ds.root_of(conn, draw_id)
     chain = await ds.chain(conn, root)
     seats = await ds.seats(conn, [d["id"] for d in chain])
-    return sorted(set((await _people_of(conn, deps, seats)).values()))
-
-
-# ---------------------------------------------------------------------------- notices out
-
-
-async def deliver_pending(deps: Deps, limit: int = SEND_BATCH) -> int:
-    """Send queued notices through the configured notifier; a failure is retried by the next run,
-    up to MAX_SEND_ATTEMPTS. Returns how many were sent."""
-    notifier = make_notifier(deps.settings)
-    sent = 0
-    async with deps.pool.acquire() as conn, conn.transaction():
-        for row in await ds.pending_notifications(conn, limit):
-            context = seat_context(row["draw_id"], row["position"])
-            import json
-            message = json.loads(deps.data_key.open("draw-notice", context, row["message_sealed"]))
-            try:
-                notice = await _notice(conn, deps, row["draw_id"], row["position"], message)
-                await notifier.send(notice)
-            except NotifyError as exc:
-                await ds.notification_failed(conn, row["id"], str(exc), row["attempts"] + 1 >= MAX_SEND_ATTEMPTS)
-                continue
-            await ds.notification_sent(conn, row["id"])
-            sent += 1
-    return sent
-
-
-async def _notice(conn: asyncpg.Connection, deps: Deps, draw_id: uuid.UUID, position: int,
-                  message: dict[str, Any]) -> Notice:
-    draw = await ds.draw(conn, draw_id)
-    seat = await conn.fetchrow("SELECT reply_by FROM draw_seats WHERE draw_id = $1 AND position = $2", draw_id, position)
-    person = uuid.UUID(message["person"])
-    contacts = (ds.intermediary_contacts if draw["purpose"] == "intermediary" else ds.expert_contacts)
-    contact = (await contacts(conn, [person])).get(person)
-    if contact is None:
-        raise NotifyError("the drawn person is no longer in the pool")
-    zone = formatting.display_zone(deps.settings.display_timezone)
-    link = f"{deps.settings.base_url()}/draws/reply/{message['token']}"
-    subject, body = notice_text(purpose=draw["purpose"], name=contact["name"],
-                                needed_at_local=formatting.when(draw["needed_at"], zone, seconds=False),
-                                reply_by_local=formatting.when(seat["reply_by"], zone, seconds=False),
-                                specialty=message["specialty"], link=link)
-    return Notice(recipient_name=contact["name"], phone=contact["phone"], email=contact["email"], subject=subject,
-                  body=body, link=link, reference=f"{draw_id}/{position}")
-
-
-# ---------------------------------------------------------------------------- answers and replacements
-
-
-async def _after_seat_change(conn: asyncpg.Connection, deps: Deps, draw: asyncpg.Record, seat: asyncpg.Record,
-                             status: str) -> list[tuple[str, dict]]:
-    """Log the seat's new status; on decline or silence notify the group's next backup, or say the draw ran short."""
-    entries: list[tuple[str, dict]] = [("draw.seat", {"draw": str(draw["id"]), "position": seat["position"], "status": status})]
-    if status in ("declined", "expired"):
-        seats = await ds.seats(conn, [draw["id"]])
-        backup = next_backup(seats, seat["group_index"])
-        if backup is not None:
-            token = secrets.token_urlsafe(32)
-            await ds.notify_seat(conn, draw["id"], backup["position"], hashlib.sha256(token.encode()).digest(),
-                                 draw["reply_minutes"])
-            person = (await _people_of(conn, deps, [backup]))[(draw["id"], backup["position"])]
-            await _queue_notice(conn, deps, draw["id"], backup["position"],
-                                {"person": str(person), "token": token, "specialty": backup["specialty"]})
-            entries.append(("draw.seat", {"draw": str(draw["id"]), "position": backup["position"], "status": "notified"}))
-        else:
-            chain = await ds.chain(conn, await ds.root_of(conn, draw["id"]))
-            seats = await ds.seats(conn, [d["id"] for d in chain])
-            missing = missing_seats(chain[0]["spec"], [dict(s) for s in seats])
-            if missing:
-                entries.append(("draw.short", {"draw": str(draw["id"]), "missing": missing}))
-    if status == "confirmed" and draw["purpose"] == "intermediary":
-        person = (await _people_of(conn, deps, [seat]))[(draw["id"], seat["position"])]
-        await ds.insert_intermediary_service(conn, draw["id"], person, draw["subject"]["purchaser_name"], draw["needed_at"])
-    return entries
-
-
-async def _locked(conn: asyncpg.Connection, draw_id: uuid.UUID, position: int) -> tuple[asyncpg.Record, asyncpg.Record]:
-    """The draw, then its seat, locked in that order: every act takes them so, and none waits on another in reverse."""
-    draw = await ds.draw(conn, draw_id, for_update=True)
-    return draw, await ds.seat(conn, draw_id, position, for_update=True)
-
-
-async def _answer(conn: asyncpg.Connection, deps: Deps, found: asyncpg.Record, answer: Any, reason: Any) -> dict[str, Any]:
-    if answer not in ("accept", "decline"):
-        raise DrawRefused('answer must be "accept" or "decline"', code="invalid_answer", status=422)
-    if reason is not None and (not isinstance(reason, str) or len(reason) > 500):
-        raise DrawRefused("reason must be text of at most 500 characters", code="invalid_answer", status=422)
-    draw, seat = await _locked(conn, found["draw_id"], found["position"])
-    if draw["unsealed_at"] is not None or (draw["parent_id"] and await _root_unsealed(conn, draw["id"])):
-        raise DrawRefused("the sign-in has opened: this committee is closed", code="committee_closed")
-    if seat["status"] != "notified":
-        raise DrawRefused(f"this invitation was already answered or closed ({seat['status']})", code="already_answered")
-    if await conn.fetchval("SELECT now()") >= seat["reply_by"]:
-        raise DrawRefused("the reply window has closed; the next backup is asked instead", code="reply_window_closed",
-                          status=410)
-    status = "confirmed" if answer == "accept" else "declined"
-    await ds.answer_seat(conn, seat["draw_id"], seat["position"], status, (reason or None) if status == "declined" else None)
-    entries = await _after_seat_change(conn, deps, draw, seat, status)
-    await _announce(conn, deps, draw, entries, "draw.seat", {"counts": seat_counts(await ds.seats(conn, [draw["id"]]))})
-    return {"draw": str(draw["id"]), "position": seat["position"], "status": status}
-
-
-async def reply_by_token(deps: Deps, token: str, answer: Any, reason: Any) -> dict[str, Any]:
-    """The one-time link's answer; 404 for an unknown link."""
-    async with deps.pool.acquire() as conn, conn.transaction():
-        seat = await ds.seat_by_token(conn, hashlib.sha256(token.encode()).digest()) if 20 <= len(token) <= 100 else None
-        if seat is None:
-            raise DrawRefused("this confirmation link is not valid", code="link_not_found", status=404)
-        return await _answer(conn, deps, seat, answer, reason)
-
-
-async def invitation_by_token(deps: Deps, token: str) -> dict[str, Any]:
-    """What the link's page shows: time, specialty, deadline and state; never the project."""
-    async with deps.pool.acquire() as conn:
-        row = None
-        if 20 <= len(token) <= 100:
-            row = await conn.fetchrow("""SELECT s.status, s.reply_by, s.specialty, d.needed_at, d.purpose
-                                         FROM draw_seats s JOIN draws d ON d.id = s.draw_id WHERE s.token_hash = $1""",
-                                      hashlib.sha256(token.encode()).digest())
-        if row is None:
-            raise DrawRefused("this confirmation link is not valid", code="link_not_found", status=404)
-        return dict(row)
-
-
-async def invitations(deps: Deps, user: CurrentUser) -> list[dict[str, Any]]:
-    """The logged-in expert's invitations waiting for an answer (the in-app prompt)."""
-    async with deps.pool.acquire() as conn:
-        expert_id = await ds.expert_of_user(conn, user.id)
-        if expert_id is None:
-            return []
-        waiting = [s for s in await ds.notified_seats(conn) if await _is_draw_purpose(conn, s["draw_id"], "intermediary") is False]
-        people = await _people_of(conn, deps, waiting)
-        out = []
-        for s in waiting:
-            if people[(s["draw_id"], s["position"])] == expert_id:
-                draw = await ds.draw(conn, s["draw_id"])
-                out.append({"draw": str(s["draw_id"]), "position": s["position"], "specialty": s["specialty"],
-                            "purpose": draw["purpose"], "needed_at": log.iso_utc(draw["needed_at"]),
-                            "reply_by": log.iso_utc(s["reply_by"])})
-        return out
-
-
-async def _is_draw_purpose(conn: asyncpg.Connection, draw_id: uuid.UUID, purpose: str) -> bool:
-    return await conn.fetchval("SELECT purpose = $2 FROM draws WHERE id = $1", draw_id, purpose)
-
-
-async def reply_in_app(deps: Deps, user: CurrentUser, draw_id: uuid.UUID, position: int, answer: Any,
-                       reason: Any) -> dict[str, Any]:
-    async with deps.pool.acquire() as conn, conn.transaction():
-        seat = await ds.seat(conn, draw_id, position)
-        expert_id = await ds.expert_of_user(conn, user.id)
-        if seat is None or expert_id is None or (await _people_of(conn, deps, [seat]))[(draw_id, position)] != expert_id:
-            raise DrawRefused("no invitation of yours has this id", code="invitation_not_found", status=404)
-        return await _answer(conn, deps, seat, answer, reason)
-
-
-async def _root_unsealed(conn: asyncpg.Connection, draw_id: uuid.UUID) -> bool:
-    root = await ds.draw(conn, await ds.root_of(conn, draw_id))
-    return root["unsealed_at"] is not None
-
-
-async def expire_overdue(deps: Deps) -> int:
-    """Seats whose reply window passed in silence: expired, and their group's next backup asked.
-
-    Each seat is re-read under its draw's lock: another instance, or the expert's own late
-    answer, may have settled it since it was listed."""
-    done = 0
-    async with deps.pool.acquire() as conn, conn.transaction():
-        for listed in await ds.overdue_seats(conn):
-            draw, seat = await _locked(conn, listed["draw_id"], listed["position"])
-            if seat["status"] != "notified" or seat["reply_by"] > await conn.fetchval("SELECT now()"):
-                continue
-            await ds.answer_seat(conn, seat["draw_id"], seat["position"], "expired", None)
-            entries = await _after_seat_change(conn, deps, draw, seat, "expired")
-            await _announce(conn, deps, draw, entries, "draw.seat",
-                            {"counts": seat_counts(await ds.seats(conn, [draw["id"]]))})
-            done += 1
-    return done
+    return sorted(set((await people_of(conn, deps, seats)).values()))
 
 
 # ---------------------------------------------------------------------------- extend, unseal, names
@@ -516,13 +334,13 @@ async def unseal(deps: Deps, user: CurrentUser, draw_id: uuid.UUID) -> dict[str,
             # unsealing closes the list and its backups.
             raise DrawRefused("answers are still awaited; unseal when every asked agency has answered",
                               code="answers_pending")
-        people = await _people_of(conn, deps, seats)
+        people = await people_of(conn, deps, seats)
         confirmed = [people[(s["draw_id"], s["position"])] for s in seats if s["status"] == "confirmed"]
         if root["purpose"] == "evaluation":
             await ds.insert_pairings(conn, _pairings(root, await ds.tender_parties(conn, [root["tender_id"]]), confirmed))
         await ds.close_seats(conn, drawn)
         await ds.mark_unsealed(conn, [d["id"] for d in chain], user.id)
-        await _announce(conn, deps, root, [("draw.unsealed", {"draw": str(root["id"]), "by": str(user.id),
+        await announce(conn, deps, root, [("draw.unsealed", {"draw": str(root["id"]), "by": str(user.id),
                                                               "confirmed": len(confirmed)})],
                         "draw.unsealed", {"status": "unsealed"})
         return await _view(conn, deps, await ds.draw(conn, root["id"]))
@@ -546,7 +364,7 @@ async def names(deps: Deps, user: CurrentUser, draw_id: uuid.UUID, ip: str) -> d
             raise DrawRefused("the names are sealed until the sign-in opens", code="names_sealed", status=403)
         chain = await ds.chain(conn, root["id"])
         seats = await ds.seats(conn, [d["id"] for d in chain])
-        people = await _people_of(conn, deps, seats)
+        people = await people_of(conn, deps, seats)
         contacts = ds.intermediary_contacts if root["purpose"] == "intermediary" else ds.expert_contacts
         found = await contacts(conn, list(set(people.values())))
         await ds.record_name_access(conn, root["id"], user.id, ip)

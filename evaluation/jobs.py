@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from evaluation import draw_service
+from evaluation import draw_replies, draw_service
 
 
 def _deps(state: Any) -> draw_service.Deps:
@@ -16,11 +16,11 @@ def _deps(state: Any) -> draw_service.Deps:
 
 
 async def expire_reply_windows(app: Any, state: Any) -> None:
-    await draw_service.expire_overdue(_deps(state))
+    await draw_replies.expire_overdue(_deps(state))
 
 
 async def send_draw_notices(app: Any, state: Any) -> None:
-    await draw_service.deliver_pending(_deps(state))
+    await draw_replies.deliver_pending(_deps(state))
 
 
 JOBS = [expire_reply_windows, send_draw_notices]

@@ -185,7 +185,7 @@ async def _pool_and_draws(pool: asyncpg.Pool, settings: Settings, signer, users)
     """Thousands of experts and sixty intermediaries across Fujian, then two draws for the tender
     closing now: one already drawn (its notices are in the outbox), one scheduled whose secret is
     printed so a visitor can reveal it on the draw's page."""
-    from evaluation import draw_service
+    from evaluation import draw_replies, draw_service
     from evaluation.demo_pool import seed_demo_pool
     from evaluation.draw import commitment
     from tenderhall.canonical import b64url
@@ -207,7 +207,7 @@ async def _pool_and_draws(pool: asyncpg.Pool, settings: Settings, signer, users)
         "spec": {"groups": [{"specialty": "A04", "count": 5, "backups": 2,
                              "quotas": [{"region": "3501", "count": 3}, {"region": "3502", "count": 1}]}]}})
     await draw_service.run(deps, agent, uuid.UUID(drawn["id"]), b64url(drawn_secret))
-    await draw_service.deliver_pending(deps)
+    await draw_replies.deliver_pending(deps)
     lines.append(f"  drawn: /draws/{drawn['id']} (verify: /draws/{drawn['id']}/verify; notices with their one-time "
                  f"links in {settings.notification_outbox_path})")
     secret = os.urandom(32)
