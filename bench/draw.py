@@ -145,7 +145,7 @@ async def main(args: argparse.Namespace) -> None:
             await conn.executemany("""INSERT INTO pairings (draw_id, expert_id, counterpart, met_at)
                                       VALUES ($1, $2, 'tenderer:基准招标人', now() - interval '10 days')""",
                                    [(old, r["id"]) for r in repeat])
-            await conn.execute("ANALYZE")
+            await conn.execute("VACUUM ANALYZE")  # what autovacuum does to a pool loaded in bulk
 
         async with pool.acquire() as conn:
             leaves = await conn.fetch("""SELECT specialty, count(*) AS n FROM expert_specialties

@@ -94,6 +94,11 @@ async def _avoidance(conn: asyncpg.Connection, deps: Deps, purpose: str, subject
     parties = await ds.tender_parties(conn, tender_ids)
     if len(parties) != len(tender_ids):
         raise DrawRefused("a tender of this draw does not exist", code="tender_not_found", status=404)
+    if purpose == "inspection":
+        unfinished = sorted(p["code"] for p in parties if p["opening_step"] != "closed")
+        if unfinished:
+            raise DrawRefused(f"only projects whose opening has closed can be inspected; not yet: {', '.join(unfinished)}",
+                              code="not_awarded", status=422)
     codes, names, users, keys = set(), set(), set(), set()
     for p in parties:
         codes.update(c for c in [p["agent_code"], *(p["tenderer_codes"] or []), *(p["bidder_codes"] or [])] if c)

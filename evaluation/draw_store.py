@@ -164,6 +164,7 @@ async def funnel(conn: asyncpg.Connection, pool: str, a: Avoidance, prefix: str)
 
 TENDER_PARTIES = """
 SELECT t.id, t.tenderer, t.agent_id, t.status, t.name, t.code, u.organisation_id AS agent_org,
+       (SELECT o.step FROM openings o WHERE o.tender_id = t.id) AS opening_step,
        ao.credit_code AS agent_code,
        (SELECT array_agg(DISTINCT o.credit_code) FROM organisations o WHERE o.name = t.tenderer) AS tenderer_codes,
        (SELECT array_agg(DISTINCT o.credit_code) FROM bids b JOIN organisations o ON o.id = b.organisation_id

@@ -352,6 +352,10 @@ def test_inspection_team_avoids_the_parties_and_the_projects_evaluators(client: 
     body = {"purpose": "inspection", "title": "标后履约检查", "tender_ids": [hall.id],
             "spec": {"groups": [{"specialty": "A01", "count": 2, "backups": 0}]},
             "needed_at": in_minutes(24 * 60), "commitment": secret.commitment}
+    open_still = client.post("/api/draws", json=body)
+    assert open_still.status_code == 422 and open_still.json()["error"]["code"] == "not_awarded"
+    run_db(dsn, lambda c: c.execute("""INSERT INTO openings (tender_id, step, step_at) VALUES ($1, 'closed', now())""",
+                                    uuid.UUID(hall.id)))
     inspection = _schedule_and_run(client, body, secret)
     record = client.get(f"/api/draws/{inspection['id']}/record").json()
     assert len(record["candidates"]) == 2  # 4 in the pool, less the 2 evaluators; the bidder's employee avoided
