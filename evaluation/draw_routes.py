@@ -174,7 +174,8 @@ async def list_page(request: Request) -> Response:
 
 
 async def new_page(request: Request) -> Response:
-    return render(request, "evaluation/draw_new.html", {"tender_id": request.query_params.get("tender", "")})
+    choices = await svc.form_choices(_deps(request), request.state.user)
+    return render(request, "evaluation/draw_new.html", {**choices, "tender_id": request.query_params.get("tender", "")})
 
 
 @mapped

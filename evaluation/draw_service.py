@@ -394,15 +394,19 @@ async def _view(conn: asyncpg.Connection, deps: Deps, draw: asyncpg.Record) -> d
     root_id = await ds.root_of(conn, draw["id"])
     chain = await ds.chain(conn, root_id)
     seats = [dict(s) for s in await ds.seats(conn, [d["id"] for d in chain])]
-    groups = []
-    for g in chain[0]["spec"]["groups"]:
-        mine = [s for s in seats if s["specialty"] == g["specialty"]]
-        groups.append({"specialty": g["specialty"], "count": g["count"], **seat_counts(mine)})
     root = chain[0]
+    names = await ds.specialty_names(conn, [g["specialty"] for g in root["spec"]["groups"]])
+    groups = []
+    for g in root["spec"]["groups"]:
+        mine = [s for s in seats if s["specialty"] == g["specialty"]]
+        groups.append({"specialty": g["specialty"], "specialty_name": names.get(g["specialty"], ""),
+                       "count": g["count"], **seat_counts(mine)})
+    tender = await ds.tender_label(conn, root["tender_id"]) if root["tender_id"] else None
     drawn_any = any(d["status"] == "drawn" for d in chain)
     return {
         "id": str(root["id"]), "purpose": root["purpose"], "title": root["title"],
         "tender_id": str(root["tender_id"]) if root["tender_id"] else None, "subject": root["subject"],
+        "tender": {"code": tender["code"], "name": tender["name"]} if tender else None,
         "needed_at": log.iso_utc(root["needed_at"]), "reply_minutes": root["reply_minutes"],
         "unsealed_at": log.iso_utc(root["unsealed_at"]) if root["unsealed_at"] else None,
         "unseal_opens_at": (lambda t: log.iso_utc(t) if t else None)(unseal_opens_at(root["purpose"], root["needed_at"])),
@@ -418,6 +422,14 @@ async def _view(conn: asyncpg.Connection, deps: Deps, draw: asyncpg.Record) -> d
 async def view(deps: Deps, user: CurrentUser, draw_id: uuid.UUID) -> dict[str, Any]:
     async with deps.pool.acquire() as conn:
         return await _view(conn, deps, await _draw_for(conn, user, draw_id))
+
+
+async def form_choices(deps: Deps, user: CurrentUser) -> dict[str, Any]:
+    """What the request form offers: the tenders this user may draw for and the specialty tree."""
+    async with deps.pool.acquire() as conn:
+        mine = None if user.has("supervisor", "admin") else user.id
+        return {"tenders": [dict(r) for r in await ds.tender_choices(conn, mine)],
+                "specialties": await ds.specialty_names(conn)}
 
 
 async def list_draws(deps: Deps, user: CurrentUser, page: int, per_page: int) -> dict[str, Any]:

@@ -181,6 +181,26 @@ async def tender_parties(conn: asyncpg.Connection, tender_ids: Sequence[uuid.UUI
     return await conn.fetch(TENDER_PARTIES, list(tender_ids))
 
 
+async def tender_choices(conn: asyncpg.Connection, agent_id: uuid.UUID | None) -> list[asyncpg.Record]:
+    """Published tenders a requester may draw for (an agent: their own), newest deadline first,
+    with whether their opening has closed (inspections need that)."""
+    return await conn.fetch("""
+        SELECT t.id, t.code, t.name, (SELECT o.step FROM openings o WHERE o.tender_id = t.id) = 'closed' AS closed
+        FROM tenders t WHERE t.status = 'published' AND ($1::uuid IS NULL OR t.agent_id = $1)
+        ORDER BY t.deadline DESC LIMIT 200""", agent_id)
+
+
+async def specialty_names(conn: asyncpg.Connection, codes: Sequence[str] | None = None) -> dict[str, str]:
+    """Code → name of the asked codes (every code when None), in code order."""
+    rows = await conn.fetch("""SELECT code, name FROM specialties WHERE $1::text[] IS NULL OR code = ANY ($1::text[])
+                               ORDER BY code""", None if codes is None else list(codes))
+    return {r["code"]: r["name"] for r in rows}
+
+
+async def tender_label(conn: asyncpg.Connection, tender_id: uuid.UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT code, name FROM tenders WHERE id = $1", tender_id)
+
+
 async def evaluation_draws_of(conn: asyncpg.Connection, tender_ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
     rows = await conn.fetch("SELECT id FROM draws WHERE purpose = 'evaluation' AND tender_id = ANY ($1::uuid[])",
                             list(tender_ids))

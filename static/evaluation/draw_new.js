@@ -10,7 +10,7 @@ form.purpose.addEventListener("change", showPurpose);
 showPurpose();
 
 document.getElementById("add-group").addEventListener("click", () => {
-  const rows = form.querySelectorAll(".group-row");
+  const rows = form.querySelectorAll(".group-row:not(.group-head)");
   const copy = rows[rows.length - 1].cloneNode(true);
   for (const input of copy.querySelectorAll("input")) if (input.name !== "count" && input.name !== "backups") input.value = "";
   rows[rows.length - 1].after(copy);
@@ -25,7 +25,7 @@ function list(text) {
 }
 
 function groups() {
-  return Array.from(form.querySelectorAll(".group-row"), (row) => ({
+  return Array.from(form.querySelectorAll(".group-row:not(.group-head)"), (row) => ({
     specialty: row.querySelector('[name="specialty"]').value.trim(),
     count: Number(row.querySelector('[name="count"]').value),
     backups: Number(row.querySelector('[name="backups"]').value),
@@ -47,7 +47,7 @@ form.addEventListener("submit", async (event) => {
     reply_minutes: Number(form.reply_minutes.value),
   };
   if (purpose === "evaluation") body.tender_id = form.tender_id.value.trim();
-  if (purpose === "inspection") body.tender_ids = list(form.tender_ids.value);
+  if (purpose === "inspection") body.tender_ids = Array.from(form.tender_ids.selectedOptions, (o) => o.value);
   if (purpose === "intermediary") {
     body.purchaser_name = form.purchaser_name.value;
     body.project = form.project.value;

@@ -186,7 +186,10 @@ def test_names_stay_sealed_until_sign_in_then_every_reading_is_logged(client: Te
     early = client.post(url + "/unseal")
     assert early.status_code == 409 and early.json()["error"]["code"] == "names_sealed"
     # The view shows counts and confirmation status, never who.
-    assert "name" not in json.dumps(client.get(url).json()["draw"]["groups"])
+    view = client.get(url).json()["draw"]
+    assert set(view["groups"][0]) == {"specialty", "specialty_name", "count", "confirmed", "notified", "declined",
+                                      "expired", "standby", "unused"}
+    assert "people" not in view and "names" not in json.dumps(view)
 
     run_db(dsn, lambda c: c.execute("UPDATE draws SET needed_at = now() + interval '30 minutes', draw_after = now() - interval '1 hour'"))
     assert client.post(url + "/unseal").status_code == 200
@@ -407,3 +410,30 @@ def test_a_failing_notifier_keeps_the_notice_sealed_and_retries(settings: Settin
         row = run_db(settings.database_url, lambda c: c.fetchrow(
             "SELECT status, attempts, message_sealed FROM draw_notifications"))
         assert (row["status"], row["attempts"], row["message_sealed"]) == ("failed", 5, None)
+
+
+def test_an_outsider_verifies_a_draw_through_the_public_api(settings: Settings, monkeypatch: Any) -> None:
+    import httpx
+
+    from tenderhall.cli import main
+    from tests.integration.test_submission import serve
+
+    with serve(settings) as base, httpx.Client(base_url=base) as api:
+        hall = make_hall(api, settings.database_url, bidders=1, rule="void")  # type: ignore[arg-type]
+        _pool(settings.database_url, 4)
+        login(api, hall.agent)  # type: ignore[arg-type]
+        secret = Secret()
+        draw = _schedule_and_run(api, evaluation_request(hall.id, secret, count=2, backups=1), secret)  # type: ignore[arg-type]
+        assert main(["draw", "verify", draw["id"], "--server", base]) == 0
+        # And on the server itself, from its database and its own key.
+        monkeypatch.setenv("DATABASE_URL", settings.database_url)
+        monkeypatch.setenv("TENDERHALL_DATA_DIR", str(settings.data_dir))
+        assert main(["draw", "verify", draw["id"]]) == 0
+        assert main(["draw", "verify", str(uuid.uuid4())]) == 1
+        # The same check fails when the published result is not what the draw gives.
+        def swap(conn: Any) -> Any:
+            return conn.execute("""UPDATE draws SET record = replace(record, $1, $2)""",
+                                '"backups":[', '"backups":["0000",')
+        run_db(settings.database_url, swap)
+        assert main(["draw", "verify", draw["id"], "--server", base]) == 1
+        assert main(["draw", "verify", draw["id"]]) == 1
