@@ -227,26 +227,52 @@ async def reply_page(request: Request) -> Response:
                                                           "answered": request.query_params.get("answered")})
 
 
+_GROUP = {"type": "object", "required": ["specialty", "count"], "properties": {
+    "specialty": {"type": "string", "description": "specialty code; everyone under it qualifies (A01 takes A0101, ...)"},
+    "count": {"type": "integer", "minimum": 1}, "backups": {"type": "integer", "minimum": 0, "default": 2},
+    "quotas": {"type": "array", "items": {"type": "object", "properties": {
+        "region": {"type": "string", "description": "division code prefix"}, "count": {"type": "integer"}}}},
+    "exclude_regions": {"type": "array", "items": {"type": "string"}}}}
+DRAW_INPUT = {"type": "object", "required": ["title", "spec", "needed_at", "commitment"], "properties": {
+    "purpose": {"type": "string", "enum": ["evaluation", "intermediary", "inspection"], "default": "evaluation"},
+    "title": {"type": "string"}, "tender_id": {"type": "string", "format": "uuid"},
+    "tender_ids": {"type": "array", "items": {"type": "string", "format": "uuid"}},
+    "purchaser_name": {"type": "string"}, "purchaser_code": {"type": "string"}, "project": {"type": "string"},
+    "spec": {"type": "object", "properties": {"groups": {"type": "array", "items": _GROUP}}},
+    "needed_at": {"type": "string", "format": "date-time"}, "draw_after": {"type": "string", "format": "date-time"},
+    "reply_minutes": {"type": "integer", "default": 15},
+    "commitment": {"type": "string", "description": 'hex SHA-256("tenderhall-draw-commitment/1" || secret)'}}}
+REPLY_INPUT = {"type": "object", "required": ["answer"], "properties": {
+    "answer": {"type": "string", "enum": ["accept", "decline"]}, "reason": {"type": "string", "maxLength": 500}}}
+DRAW_OUTPUT = {"type": "object", "properties": {"draw": {"type": "object"}}}
+
 ERRORS = {**AUTH_ERRORS, 404: "no such draw", 409: "the draw is not in a state that allows this",
           422: "invalid request, or impossible (error.detail says how many candidates each rule left)"}
 
 ROUTES = [
     route("/api/draws", api_list, access=REQUESTERS, doc=ApiDoc("List draws", tags=TAGS, extra_responses=AUTH_ERRORS)),
     route("/api/draws", api_schedule, methods=["POST"], access=REQUESTERS,
-          doc=ApiDoc("Schedule a draw with a commitment", status=201, tags=TAGS, extra_responses=ERRORS)),
+          doc=ApiDoc("Schedule a draw with a commitment", request=DRAW_INPUT, response=DRAW_OUTPUT, status=201, tags=TAGS,
+                     extra_responses={**ERRORS, 429: "too many draws of yours wait to be run"})),
     route("/api/draws/invitations", api_invitations, access=EXPERT,
           doc=ApiDoc("Your invitations waiting for an answer", tags=TAGS, extra_responses=AUTH_ERRORS)),
     # The link's token is itself an unguessable secret, which a forged cross-site request cannot
     # know: no CSRF token is needed (the Origin check still applies).
     route("/api/draws/reply/{token}", api_reply_by_link, methods=["POST"], access=PUBLIC, csrf=False,
-          doc=ApiDoc("Answer an invitation through its one-time link", tags=TAGS, extra_responses=ERRORS)),
+          doc=ApiDoc("Answer an invitation through its one-time link", request=REPLY_INPUT, tags=TAGS,
+                     extra_responses={**ERRORS, 410: "the reply window has closed"})),
     route("/api/draws/{draw_id}", api_view, access=REQUESTERS, doc=ApiDoc("A draw's status", tags=TAGS, extra_responses=ERRORS)),
     route("/api/draws/{draw_id}/run", api_run, methods=["POST"], access=REQUESTERS,
-          doc=ApiDoc("Reveal the secret and draw", tags=TAGS, extra_responses=ERRORS)),
+          doc=ApiDoc("Reveal the secret and draw", request={"type": "object", "required": ["secret"], "properties": {
+              "secret": {"type": "string", "description": "base64url of the committed secret"}}},
+                     response=DRAW_OUTPUT, tags=TAGS, extra_responses=ERRORS)),
     route("/api/draws/{draw_id}/cancel", api_cancel, methods=["POST"], access=REQUESTERS,
           doc=ApiDoc("Cancel a scheduled draw", tags=TAGS, extra_responses=ERRORS)),
     route("/api/draws/{draw_id}/extend", api_extend, methods=["POST"], access=REQUESTERS,
-          doc=ApiDoc("Schedule an extension draw", status=201, tags=TAGS, extra_responses=ERRORS)),
+          doc=ApiDoc("Schedule an extension draw", request={"type": "object", "required": ["commitment"], "properties": {
+              "commitment": {"type": "string"}, "backups": {"type": "integer"},
+              "draw_after": {"type": "string", "format": "date-time"}}},
+                     response=DRAW_OUTPUT, status=201, tags=TAGS, extra_responses=ERRORS)),
     route("/api/draws/{draw_id}/unseal", api_unseal, methods=["POST"], access=REQUESTERS,
           doc=ApiDoc("Unseal the names at sign-in", tags=TAGS, extra_responses=ERRORS)),
     route("/api/draws/{draw_id}/names", api_names, access=REQUESTERS,
@@ -256,7 +282,8 @@ ROUTES = [
     route("/api/draws/{draw_id}/verification", api_verification, access=PUBLIC,
           doc=ApiDoc("Re-verify the draw", tags=TAGS, extra_responses={404: "not drawn"})),
     route("/api/draws/{draw_id}/seats/{position:int}/reply", api_reply_in_app, methods=["POST"], access=EXPERT,
-          doc=ApiDoc("Answer your invitation in the app", tags=TAGS, extra_responses=ERRORS)),
+          doc=ApiDoc("Answer your invitation in the app", request=REPLY_INPUT, tags=TAGS,
+                     extra_responses={**ERRORS, 410: "the reply window has closed"})),
     route("/draws", list_page, access=REQUESTERS),
     route("/draws/new", new_page, access=REQUESTERS),
     route("/draws/invitations", invitations_page, access=EXPERT),

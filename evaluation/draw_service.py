@@ -33,6 +33,8 @@ from tenderhall.platform_key import PlatformKey
 from tenderhall.settings import Settings
 
 DEFAULT_EXTENSION_BACKUPS = 2
+# Each scheduled draw runs the candidate query; a requester has no use for more waiting at once.
+MAX_SCHEDULED = 20
 
 
 @dataclass(frozen=True)
@@ -167,6 +169,11 @@ async def schedule(deps: Deps, user: CurrentUser, body: Any, *, parent: asyncpg.
                                   code="not_your_tender", status=403)
         elif request.purpose == "inspection" and not user.has("supervisor", "admin"):
             raise DrawRefused("inspection teams are drawn by supervisors", code="role_forbidden", status=403)
+        waiting = await conn.fetchval("SELECT count(*) FROM draws WHERE requested_by = $1 AND status = 'scheduled'",
+                                      user.id)
+        if waiting >= MAX_SCHEDULED:
+            raise DrawRefused(f"you already have {waiting} draws waiting to be run; run or cancel some first",
+                              code="too_many_scheduled", status=429)
         draw_id = uuid.uuid4()
         spec = spec_json(request.spec)
         excluded = await _asked_in_chain(conn, deps, parent["id"]) if parent else []

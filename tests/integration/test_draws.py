@@ -437,3 +437,40 @@ def test_an_outsider_verifies_a_draw_through_the_public_api(settings: Settings, 
         run_db(settings.database_url, swap)
         assert main(["draw", "verify", draw["id"], "--server", base]) == 1
         assert main(["draw", "verify", draw["id"]]) == 1
+
+
+def test_before_sign_in_no_row_of_the_database_says_who_was_drawn(client: TestClient, settings: Settings) -> None:
+    """An insider with a dump of the database (not the data key) learns nobody's seat."""
+    dsn = settings.database_url
+    _, draw = _drawn_world(client, settings, experts=5, count=3, backups=1)
+    experts = run_db(dsn, lambda c: c.fetch("SELECT id, name, phone FROM experts"))
+    needles = [s for e in experts for s in (str(e["id"]), e["id"].hex, e["name"])]
+
+    async def dump(conn: Any) -> str:
+        tables = [r["tablename"] for r in await conn.fetch(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename NOT IN "
+            "('experts', 'expert_specialties', 'schema_migrations')")]
+        parts = []
+        for table in tables:
+            for row in await conn.fetch(f'SELECT * FROM "{table}"'):
+                parts.append(str({k: v.hex() if isinstance(v, bytes) else v for k, v in row.items()}))
+        return "\n".join(parts)
+
+    text = run_db(dsn, dump)
+    assert draw["counts"]["notified"] == 3 and len(text) > 1000
+    assert [n for n in needles if n in text] == []
+
+
+def test_a_requester_cannot_pile_up_scheduled_draws(client: TestClient, settings: Settings) -> None:
+    from evaluation.draw_service import MAX_SCHEDULED
+
+    hall = make_hall(client, settings.database_url, bidders=1, rule="void")
+    _pool(settings.database_url, 5)
+    login(client, hall.agent)
+    for _ in range(MAX_SCHEDULED):
+        assert client.post("/api/draws", json=evaluation_request(hall.id, Secret(), count=2, backups=1)).status_code == 201
+    refused = client.post("/api/draws", json=evaluation_request(hall.id, Secret(), count=2, backups=1))
+    assert refused.status_code == 429 and refused.json()["error"]["code"] == "too_many_scheduled"
+    first = client.get("/api/draws").json()["draws"][0]
+    assert client.post(f"/api/draws/{first['id']}/cancel").status_code == 200
+    assert client.post("/api/draws", json=evaluation_request(hall.id, Secret(), count=2, backups=1)).status_code == 201
