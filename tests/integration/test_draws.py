@@ -474,3 +474,24 @@ def test_a_requester_cannot_pile_up_scheduled_draws(client: TestClient, settings
     first = client.get("/api/draws").json()["draws"][0]
     assert client.post(f"/api/draws/{first['id']}/cancel").status_code == 200
     assert client.post("/api/draws", json=evaluation_request(hall.id, Secret(), count=2, backups=1)).status_code == 201
+
+
+def test_committees_drawn_and_seated_feed_the_familiar_faces_metric(client: TestClient, settings: Settings) -> None:
+    """Two evaluations for one tenderer drawn from a pool of three: the second meets the same faces."""
+    dsn = settings.database_url
+    hall = make_hall(client, dsn, bidders=1, rule="void")
+    _pool(dsn, 3)
+    login(client, hall.agent)
+    for minutes in (30, 40):
+        secret = Secret()
+        draw = _schedule_and_run(client, evaluation_request(hall.id, secret, count=3, backups=0,
+                                                            needed_in_minutes=minutes), secret)
+        with TestClient(client.app) as anonymous:
+            for notice in _outbox(settings)[-3:]:
+                assert anonymous.post(f"/api/draws/reply/{_token(notice)}", json={"answer": "accept"}).status_code == 200
+        assert client.post(f"/api/draws/{draw['id']}/unseal").status_code == 200
+    login(client, make_user(dsn, "supervisor"))
+    totals = client.get("/api/familiar-faces", params={"window_days": 30}).json()["totals"]
+    assert totals["evaluations"] == 2
+    assert totals["tenderer_repeat_share"] == "0.5000" and totals["agent_repeat_share"] == "0.5000"
+    assert totals["expert_repeat_share"] == "0.5000"
