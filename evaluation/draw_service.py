@@ -224,7 +224,8 @@ async def run(deps: Deps, user: CurrentUser, draw_id: uuid.UUID, secret_text: An
         draw = await _draw_for(conn, user, draw_id, lock=True)
         if draw["status"] != "scheduled":
             raise DrawRefused(f"this draw is {draw['status']}, not waiting to be drawn", code="not_scheduled")
-        check_draw_time(await conn.fetchval("SELECT now()"), draw["draw_after"], draw["needed_at"])
+        now = await conn.fetchval("SELECT now()")  # the database's clock decides, as for every reply window
+        check_draw_time(now, draw["draw_after"], draw["needed_at"])
         spec = draw["spec"]
         excluded = await _asked_in_chain(conn, deps, draw["parent_id"]) if draw["parent_id"] else []
         candidates, people, avoidance = await _eligible(conn, deps, draw_id, draw["purpose"], draw["subject"], spec,
@@ -240,7 +241,7 @@ async def run(deps: Deps, user: CurrentUser, draw_id: uuid.UUID, secret_text: An
             raise await _impossible(conn, draw["purpose"], avoidance, spec, exc) from None
         except DrawError as exc:
             raise DrawRefused(str(exc), code="secret_mismatch", status=422) from None
-        seats, notices = _seat_rows(deps, draw, record, people)
+        seats, notices = _seat_rows(deps, draw, record, people, now)
         drawn_body = {k: record[k] for k in ("draw", "spec_sha256", "candidates_sha256", "commitment", "secret", "seed",
                                               "result")}
         # The members asked at once are in the draw's own entry; later steps get a draw.seat entry each.
@@ -254,9 +255,8 @@ async def run(deps: Deps, user: CurrentUser, draw_id: uuid.UUID, secret_text: An
         return await _view(conn, deps, await ds.draw(conn, draw_id))
 
 
-def _seat_rows(deps: Deps, draw: asyncpg.Record, record: dict[str, Any], people: dict[str, uuid.UUID]):
+def _seat_rows(deps: Deps, draw: asyncpg.Record, record: dict[str, Any], people: dict[str, uuid.UUID], now: datetime):
     rows, notices = [], []
-    now = datetime.now().astimezone()
     reply_by = now + timedelta(minutes=draw["reply_minutes"])
     result = Result(tuple(GroupResult(g["specialty"], tuple(Seat(m["candidate"], m["quota"]) for m in g["members"]),
                                       tuple(g["backups"])) for g in record["result"]["groups"]))
