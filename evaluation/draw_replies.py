@@ -52,7 +52,7 @@ async def deliver_pending(deps: Deps, limit: int = SEND_BATCH) -> int:
 async def _notice(conn: asyncpg.Connection, deps: Deps, draw_id: uuid.UUID, position: int,
                   message: dict[str, Any]) -> Notice:
     draw = await ds.draw(conn, draw_id)
-    seat = await conn.fetchrow("SELECT reply_by FROM draw_seats WHERE draw_id = $1 AND position = $2", draw_id, position)
+    seat = await ds.seat(conn, draw_id, position)
     person = uuid.UUID(message["person"])
     contacts = (ds.intermediary_contacts if draw["purpose"] == "intermediary" else ds.expert_contacts)
     contact = (await contacts(conn, [person])).get(person)

@@ -6,6 +6,7 @@ import uuid
 from typing import Awaitable, Callable
 
 from starlette.requests import Request
+from starlette.background import BackgroundTask
 from starlette.responses import RedirectResponse, Response
 
 from evaluation import draw_replies as replies
@@ -49,9 +50,11 @@ def _draw_id(request: Request) -> uuid.UUID:
         raise ApiError(404, "draw_not_found", f"no draw has id {raw!r}") from None
 
 
-async def _after_commit(request: Request) -> None:
-    """Send the notices an act queued, now rather than at the next job run; a failure stays queued."""
-    await replies.deliver_pending(_deps(request))
+def _sending(request: Request, response: Response) -> Response:
+    """The response, with the notices its act queued sent once it has gone out: now rather than at
+    the next job run, without making the requester wait on a mail server (a failure stays queued)."""
+    response.background = BackgroundTask(replies.deliver_pending, _deps(request))
+    return response
 
 
 # ---------------------------------------------------------------------------- JSON
@@ -83,8 +86,7 @@ async def api_run(request: Request) -> Response:
     body = await read_json(request)
     secret = body.get("secret") if isinstance(body, dict) else None
     draw = await svc.run(_deps(request), request.state.user, _draw_id(request), secret)
-    await _after_commit(request)
-    return json_ok({"draw": draw})
+    return _sending(request, json_ok({"draw": draw}))
 
 
 @mapped
@@ -142,8 +144,7 @@ async def api_reply_in_app(request: Request) -> Response:
     body = body if isinstance(body, dict) else {}
     result = await replies.reply_in_app(_deps(request), request.state.user, _draw_id(request),
                                     request.path_params["position"], body.get("answer"), body.get("reason"))
-    await _after_commit(request)
-    return json_ok(result)
+    return _sending(request, json_ok(result))
 
 
 def _token(request: Request) -> str:
@@ -159,8 +160,7 @@ async def api_reply_by_link(request: Request) -> Response:
     body = await read_json(request)
     body = body if isinstance(body, dict) else {}
     result = await replies.reply_by_token(_deps(request), _token(request), body.get("answer"), body.get("reason"))
-    await _after_commit(request)
-    return json_ok(result)
+    return _sending(request, json_ok(result))
 
 
 # ---------------------------------------------------------------------------- pages
@@ -216,12 +216,10 @@ async def reply_page(request: Request) -> Response:
     """GET shows the invitation; POST (a form) answers it."""
     token = _token(request)
     deps = _deps(request)
-    done = None
     if request.method == "POST":
         form = await read_form(request)
         done = await replies.reply_by_token(deps, token, form.get("answer"), form.get("reason") or None)
-        await _after_commit(request)
-        return RedirectResponse(f"/draws/reply/{token}?answered={done['status']}", status_code=303)
+        return _sending(request, RedirectResponse(f"/draws/reply/{token}?answered={done['status']}", status_code=303))
     invitation = await replies.invitation_by_token(deps, token)
     return render(request, "evaluation/draw_reply.html", {"invitation": invitation, "token": token,
                                                           "answered": request.query_params.get("answered")})
