@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from evaluation import draw_replies, draw_service
+from evaluation import draw_replies, draw_service, session_service
+from evaluation import session_store
 
 
 def _deps(state: Any) -> draw_service.Deps:
@@ -23,4 +24,14 @@ async def send_draw_notices(app: Any, state: Any) -> None:
     await draw_replies.deliver_pending(_deps(state))
 
 
-JOBS = [expire_reply_windows, send_draw_notices]
+async def apply_fault_rules(app: Any, state: Any) -> None:
+    """Sessions whose rooms stay down past the rejoin window are suspended; a due decision is announced."""
+    deps = _deps(state)
+    async with deps.pool.acquire() as conn:
+        sessions = await session_store.active_sessions(conn)
+    for row in sessions:
+        if await session_service.apply_fault_rules(deps, row["id"]) == "suspend":
+            await state["session_media"].end(row["id"])
+
+
+JOBS = [expire_reply_windows, send_draw_notices, apply_fault_rules]

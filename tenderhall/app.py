@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import AsyncIterator, TypedDict
+from typing import Any, AsyncIterator, TypedDict
 
 import asyncpg
 import jinja2
@@ -42,6 +42,7 @@ class State(TypedDict):
     templates: Jinja2Templates
     translator: Translator
     media_hub: MediaHub
+    session_media: Any
 
 
 def make_templates(translator: Translator, settings: Settings) -> Jinja2Templates:
@@ -81,7 +82,9 @@ def create_app(settings: Settings, *, extra_routes: list[BaseRoute] | None = Non
     """Build the ASGI app. Nothing starts until the lifespan runs."""
     from evaluation.jobs import JOBS as EVALUATION_JOBS
     from evaluation.pool_service import ensure_specialty_tree
+    from evaluation.draw_service import Deps as SessionDeps
     from evaluation.routes import ROUTES as EVALUATION_ROUTES
+    from evaluation.session_media import SessionMedia
     from tenderhall.routes import ROUTES as SHELL_ROUTES
     from trading.jobs import JOBS as TRADING_JOBS
     from trading.hall_routes import ROUTES as HALL_ROUTES
@@ -103,6 +106,7 @@ def create_app(settings: Settings, *, extra_routes: list[BaseRoute] | None = Non
             platform_key = load_or_create(settings.platform_key_path)
             data_key = load_data_key(settings.data_key_path)
             media_hub = MediaHub(settings, on_segment=segment_logger(pool, platform_key))
+            session_media = SessionMedia(SessionDeps(pool, settings, platform_key, data_key))
             state = State(
                 settings=settings,
                 pool=pool,
@@ -112,9 +116,11 @@ def create_app(settings: Settings, *, extra_routes: list[BaseRoute] | None = Non
                 templates=make_templates(translator, settings),
                 translator=translator,
                 media_hub=media_hub,
+                session_media=session_media,
             )
             jobs = [asyncio.create_task(run_periodically(app, state, TRADING_JOBS, settings.job_interval_seconds)),
-                    asyncio.create_task(run_periodically(app, state, EVALUATION_JOBS, settings.draw_job_seconds))]
+                    asyncio.create_task(run_periodically(app, state, EVALUATION_JOBS, settings.draw_job_seconds)),
+                    asyncio.create_task(session_media.run_live_check())]
             try:
                 yield state
             finally:
@@ -124,6 +130,7 @@ def create_app(settings: Settings, *, extra_routes: list[BaseRoute] | None = Non
                         await job
                 # Closing the hub finishes the open recordings, whose log entries need the pool.
                 await media_hub.close()
+                await session_media.close()
                 await bus.stop()
         finally:
             await pool.close()

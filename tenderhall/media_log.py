@@ -14,10 +14,13 @@ LOG_KIND = "media.segment"
 
 
 def topic_for_room(room: str) -> str | None:
-    """The bus topic that hears about a room's segments: "hall:<tender>" -> "tender:<tender>"; other rooms none."""
+    """The bus topic that hears about a room's segments: "hall:<tender>" -> "tender:<tender>",
+    an evaluation session's "session-<session>:<room>" -> "session:<session>"; other rooms none."""
     prefix, _, rest = room.partition(":")
     if prefix == "hall" and rest:
         return f"tender:{rest}"
+    if prefix.startswith("session-") and rest:
+        return f"session:{prefix[len('session-'):]}"
     return None
 
 

@@ -51,7 +51,7 @@ PRICES = ["88765432.10", "87000000.00", "89100000.50"]
 
 
 def make_hall(client: TestClient, dsn: str, *, bidders: int = 3, rule: str = "custodians", threshold: int = 2,
-              custodians: int = 3, **tender: Any) -> Hall:
+              custodians: int = 3, files: list[tuple[str, bytes]] | None = None, **tender: Any) -> Hall:
     """Publish a one-lot tender and submit one sealed bid per bidder (the deadline is still ahead)."""
     agent = make_user(dsn, "agent")
     people = [make_user(dsn, "custodian") for _ in range(custodians if rule == "custodians" else 0)]
@@ -69,7 +69,7 @@ def make_hall(client: TestClient, dsn: str, *, bidders: int = 3, rule: str = "cu
     for i, b in enumerate(group):
         login(client, b.user)
         summary = {"price": PRICES[i % len(PRICES)], "duration_days": 180 + i, "quality": "合格"}
-        b.bids.append(submit(client, b.world(hall), summary=summary))
+        b.bids.append(submit(client, b.world(hall), summary=summary, **({"files": files} if files else {})))
     return hall
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import datetime
 from typing import Any
@@ -57,8 +58,8 @@ RECORD_FAILURE = """UPDATE opening_bids SET attempts = attempts + 1, last_failur
 WHERE bid_id = $1 AND status IN ('listed', 'awaiting_custodians')"""
 MARK_OPENED = """
 UPDATE opening_bids ob SET status = 'opened', opened_by = o.opened_by, opened_at = $1, summary = o.summary,
-       content_key = o.content_key, files = o.files, last_failure = NULL
-FROM unnest($2::uuid[], $3::text[], $4::jsonb[], $5::bytea[], $6::jsonb[], $7::text[])
+       content_key = o.content_key, files = o.files::jsonb, last_failure = NULL
+FROM unnest($2::uuid[], $3::text[], $4::jsonb[], $5::bytea[], $6::text[], $7::text[])
      AS o(bid_id, opened_by, summary, content_key, files, from_status)
 WHERE ob.bid_id = o.bid_id AND ob.status = o.from_status
 RETURNING ob.bid_id"""
@@ -218,7 +219,8 @@ async def mark_opened(conn: asyncpg.Connection, at: datetime, opened: list[dict[
     """Mark each {bid_id, by, summary, key, files, from_status} opened if still in from_status; the ids marked."""
     rows = await conn.fetch(MARK_OPENED, at, [o["bid_id"] for o in opened], [o["by"] for o in opened],
                             [o["summary"] for o in opened], [o["key"] for o in opened],
-                            [o["files"] for o in opened], [o["from_status"] for o in opened])
+                            # As JSON text: a list inside a jsonb[] argument would be taken for an array dimension.
+                            [json.dumps(o["files"]) for o in opened], [o["from_status"] for o in opened])
     return {r["bid_id"] for r in rows}
 
 
