@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import uuid
 from typing import Any, Awaitable, Callable
 
@@ -27,6 +28,8 @@ from tenderhall.web import (
     ANY_USER, ApiDoc, ApiError, GuardedWebSocketRoute, _origin_ok, json_ok, page_params, read_json, render,
     resolve_session, roles, route,
 )
+
+log = logging.getLogger(__name__)
 
 TAGS = ("evaluation sessions",)
 ADMIN = roles("admin")
@@ -276,6 +279,25 @@ async def report_page(request: Request) -> Response:
 
 
 @mapped
+async def new_session_page(request: Request) -> Response:
+    """The scheduling form: a lot ready for evaluation, the start, the rooms and their staff, supervisors."""
+    return render(request, "evaluation/session_new.html",
+                  await view.form_choices(deps_of(request.state), request.state.user))
+
+
+@mapped
+async def api_form_choices(request: Request) -> Response:
+    """What the scheduling form offers the caller."""
+    return json_ok(await view.form_choices(deps_of(request.state), request.state.user))
+
+
+@mapped
+async def venues_page(request: Request) -> Response:
+    """Venues and their evaluation rooms; admins add venues here."""
+    return render(request, "evaluation/venues.html", await venue_service.list_venues(deps_of(request.state)))
+
+
+@mapped
 async def sessions_page(request: Request) -> Response:
     """The caller's sessions."""
     page, per_page = page_params(request)
@@ -326,6 +348,10 @@ async def _reader(websocket: WebSocket, deps: Deps, user: CurrentUser, session_i
                                                                "detail": error.detail})
         except ApiError as error:
             reply.update(ok=False, status=error.status, error={"code": error.code, "message": error.message})
+        except Exception:  # noqa: BLE001 - one failed message must not end the socket unanswered
+            log.exception("session %s: a %r message failed", session_id, data.get("type"))
+            reply.update(ok=False, status=500, error={"code": "internal_error",
+                                                      "message": "the server failed on this message; it was logged"})
         await websocket.send_text(json.dumps(reply))
 
 
@@ -356,15 +382,17 @@ async def session_socket(websocket: WebSocket) -> None:
             caller = await svc.who(conn, session, user)
             await svc.require_part_or_invited(conn, deps, session, caller)
     except SessionRefused as exc:
-        await websocket.close(CLOSE_NOT_FOUND if exc.status == 404 else CLOSE_FORBIDDEN, exc.message[:120])
+        await websocket.close(CLOSE_NOT_FOUND if exc.status == 404 else CLOSE_FORBIDDEN, _close_reason(exc))
         return
     media = websocket.state.session_media
     topic = svc.topic(session_id)
     reader = asyncio.create_task(_reader(websocket, deps, user, session_id))
-    seated = caller.room is not None
-    if seated:
-        await media.joined(session_id, caller.room)
+    seated = False
     try:
+        if caller.room is not None:
+            # A terminal of the room: counted as soon as joined() starts, so left() must follow.
+            seated = True
+            await media.joined(session_id, caller.room)
         async with websocket.state.bus.subscribe(topic) as subscription:
             last = after
             while True:
@@ -389,10 +417,15 @@ async def session_socket(websocket: WebSocket) -> None:
         pass
     finally:
         reader.cancel()
+        if seated:  # before anything else that awaits: a cancelled handler still marks its room
+            await media.left(session_id, caller.room)
         with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, Exception):
             await reader
-        if seated:
-            await media.left(session_id, caller.room)
+
+
+def _close_reason(exc: SessionRefused) -> str:
+    """'<code>: <message>', cut to the 123 bytes a close frame's reason may hold (RFC 6455 §5.5)."""
+    return f"{exc.code}: {exc.message}".encode()[:123].decode(errors="ignore")
 
 
 def _post(path: str, endpoint: Any, summary: str, access: Any = ANY_USER, errors: dict[int, str] | None = None) -> Any:
@@ -406,6 +439,9 @@ def _get(path: str, endpoint: Any, summary: str, access: Any = ANY_USER) -> Any:
 
 ROUTES = [
     route("/sessions", sessions_page, access=ANY_USER, name="sessions"),
+    route("/sessions/new", new_session_page, access=AGENTS, name="session_new"),
+    route("/venues", venues_page, access=ANY_USER, name="venues"),
+    _get("/api/sessions/form-choices", api_form_choices, "What the scheduling form offers the caller", AGENTS),
     route("/sessions/{session_id}", session_page, access=ANY_USER, name="session"),
     route("/sessions/{session_id}/report", report_page, access=ANY_USER, name="session_report"),
     route("/clarifications", clarifications_page, access=BIDDER, name="clarifications"),

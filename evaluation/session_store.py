@@ -89,6 +89,17 @@ async def sessions_for(conn: asyncpg.Connection, user_id: uuid.UUID, everything:
         ORDER BY s.scheduled_start DESC, s.id LIMIT $3 OFFSET $4""", user_id, everything, limit, offset)
 
 
+async def sessions_open_for_sign_in(conn: asyncpg.Connection, user_id: uuid.UUID) -> list[asyncpg.Record]:
+    """Sessions at sign-in (or declarations) the user has not joined, for the drawn experts' list."""
+    return await conn.fetch("""
+        SELECT s.id, s.tender_id, s.lot_code, s.step, s.scheduled_start, s.draw_id, t.name AS tender_title,
+               v.name AS main_venue
+        FROM eval_sessions s JOIN tenders t ON t.id = s.tender_id JOIN venues v ON v.id = s.main_venue_id
+        WHERE s.step IN ('sign_in', 'declarations')
+          AND NOT EXISTS (SELECT 1 FROM session_members m WHERE m.session_id = s.id AND m.user_id = $1)
+        ORDER BY s.scheduled_start LIMIT 50""", user_id)
+
+
 async def set_step(conn: asyncpg.Connection, session_id: uuid.UUID, step: str, now: datetime) -> None:
     await conn.execute("UPDATE eval_sessions SET step = $2, step_at = $3, "
                        "opened_at = CASE WHEN $2 = 'declarations' AND opened_at IS NULL THEN $3 ELSE opened_at END "
@@ -375,3 +386,25 @@ async def segments(conn: asyncpg.Connection, session_id: uuid.UUID) -> list[asyn
 async def segment(conn: asyncpg.Connection, session_id: uuid.UUID, segment_id: int) -> asyncpg.Record | None:
     return await conn.fetchrow("SELECT * FROM session_segments WHERE session_id = $1 AND id = $2",
                                session_id, segment_id)
+
+
+# ---------------------------------------------------------------------------- the scheduling form
+
+
+async def schedulable_lots(conn: asyncpg.Connection, agent_id: uuid.UUID | None) -> list[asyncpg.Record]:
+    """Lots whose opening closed, with an evaluation draw and no live session (an agent's own; all for None)."""
+    return await conn.fetch("""
+        SELECT t.id AS tender_id, t.code, t.name, l.code AS lot_code, l.name AS lot_name,
+               (SELECT d.needed_at FROM draws d WHERE d.tender_id = t.id AND d.purpose = 'evaluation'
+                  AND d.parent_id IS NULL AND d.status <> 'cancelled' ORDER BY d.created_at DESC LIMIT 1) AS needed_at
+        FROM tenders t JOIN openings o ON o.tender_id = t.id AND o.step = 'closed' JOIN lots l ON l.tender_id = t.id
+        WHERE ($1::uuid IS NULL OR t.agent_id = $1)
+          AND EXISTS (SELECT 1 FROM draws d WHERE d.tender_id = t.id AND d.purpose = 'evaluation' AND d.status <> 'cancelled')
+          AND NOT EXISTS (SELECT 1 FROM eval_sessions s WHERE s.tender_id = t.id AND s.lot_code = l.code
+                            AND s.step NOT IN ('failed', 'suspended'))
+        ORDER BY t.created_at DESC, l.position LIMIT 200""", agent_id)
+
+
+async def users_with_roles(conn: asyncpg.Connection, roles: list[str]) -> list[asyncpg.Record]:
+    return await conn.fetch("SELECT id, display_name, username FROM users WHERE roles && $1::text[] AND NOT disabled "
+                            "ORDER BY display_name LIMIT 500", roles)

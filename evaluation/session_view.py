@@ -12,7 +12,7 @@ from evaluation import session_store as ss
 from evaluation.draw_service import Deps
 from evaluation.session_rules import SessionRefused
 from evaluation.session_service import (
-    _not_found, fault_outcome, media_room, require_part, require_part_or_invited, server_now, session_act, who,
+    DEFAULT_SCHEMES, _not_found, confirmed_experts, fault_outcome, media_room, require_part, require_part_or_invited, server_now, session_act, who,
 )
 from evaluation.session_state import State, load
 from tenderhall import log
@@ -196,13 +196,35 @@ async def open_document(deps: Deps, user: CurrentUser, session_id: uuid.UUID, bi
 
 
 async def list_sessions(deps: Deps, user: CurrentUser, page: int, per_page: int) -> dict[str, Any]:
+    """The caller's sessions; a drawn expert also sees, above them, the sessions waiting for their sign-in."""
     async with deps.pool.acquire() as conn:
         rows = await ss.sessions_for(conn, user.id, user.has("admin"), per_page, (page - 1) * per_page)
         now = await server_now(conn)
-    return {"sessions": [{"id": str(r["id"]), "tender": str(r["tender_id"]), "title": r["tender_title"],
-                          "lot": r["lot_code"], "step": r["step"], "scheduled_start": _iso(r["scheduled_start"]),
-                          "main_venue": r["main_venue"]} for r in rows],
-            "total": rows[0]["total"] if rows else 0, "page": page, "per_page": per_page, "now": _iso(now)}
+        waiting = await _waiting_for_sign_in(conn, deps, user) if page == 1 else []
+
+    def item(r: Any, to_sign_in: bool = False) -> dict[str, Any]:
+        return {"id": str(r["id"]), "tender": str(r["tender_id"]), "title": r["tender_title"], "lot": r["lot_code"],
+                "step": r["step"], "scheduled_start": _iso(r["scheduled_start"]), "main_venue": r["main_venue"],
+                "sign_in": to_sign_in}
+
+    return {"sessions": [item(r, True) for r in waiting] + [item(r) for r in rows],
+            "total": (rows[0]["total"] if rows else 0) + len(waiting), "page": page, "per_page": per_page,
+            "now": _iso(now)}
+
+
+async def _waiting_for_sign_in(conn: Any, deps: Deps, user: CurrentUser) -> list[Any]:
+    """Sessions open for sign-in whose unsealed committee names this expert (names are sealed per
+    seat with the data key, so each open session's draw is read; few are open at a time)."""
+    if not user.has("expert"):
+        return []
+    expert_id = await ss.expert_of_user(conn, user.id)
+    if expert_id is None:
+        return []
+    found = []
+    for row in await ss.sessions_open_for_sign_in(conn, user.id):
+        if expert_id in await confirmed_experts(conn, deps, row["draw_id"]):
+            found.append(row)
+    return found
 
 
 async def clarifications_of_bidder(deps: Deps, user: CurrentUser) -> list[dict[str, Any]]:
@@ -214,3 +236,21 @@ async def clarifications_of_bidder(deps: Deps, user: CurrentUser) -> list[dict[s
              "status": r["status"], "deadline": _iso(r["deadline"]), "deadline_at": r["deadline"],
              "overdue": r["status"] == "approved" and r["deadline"] is not None and r["deadline"] < now,
              "answer": r["answer"]} for r in rows]
+
+
+async def form_choices(deps: Deps, user: CurrentUser) -> dict[str, Any]:
+    """What the scheduling form offers: the caller's lots ready for evaluation, rooms, staff, supervisors."""
+    async with deps.pool.acquire() as conn:
+        lots = await ss.schedulable_lots(conn, None if user.has("admin") else user.id)
+        rooms = await ss.rooms_of_venues(conn)
+        staff = await ss.users_with_roles(conn, ["agent", "admin"])
+        supervisors = await ss.users_with_roles(conn, ["supervisor"])
+    return {
+        "lots": [{"tender_id": str(r["tender_id"]), "code": r["code"], "name": r["name"], "lot_code": r["lot_code"],
+                  "lot_name": r["lot_name"], "needed_at": _iso(r["needed_at"])} for r in lots],
+        "rooms": [{"id": str(r["id"]), "name": r["name"], "seats": r["seats"], "venue": r["venue_name"],
+                   "region_code": r["region_code"]} for r in rooms],
+        "staff": [{"id": str(u["id"]), "name": u["display_name"], "username": u["username"]} for u in staff],
+        "supervisors": [{"id": str(u["id"]), "name": u["display_name"], "username": u["username"]} for u in supervisors],
+        "default_schemes": DEFAULT_SCHEMES,
+    }

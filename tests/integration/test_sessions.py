@@ -76,7 +76,12 @@ def test_out_of_order_and_unauthorised_acts_are_refused_and_change_nothing(clien
     refused(world.act(e0.user, "sign-in", {"room_id": world.rooms[0], "public_key": e0.public_key}), 409, "wrong_step")
     login(client, e0.user)
     refused(client.get(world.url), 403, "not_on_committee")  # the names are still sealed
+    login(client, e0.user)
+    assert ok(client.get("/api/sessions"))["sessions"] == []
     ok(world.act(world.agent, "open-sign-in"))
+    login(client, e0.user)
+    [waiting] = ok(client.get("/api/sessions"))["sessions"]
+    assert waiting["id"] == world.session_id and waiting["sign_in"] is True
     # Drawn and unsealed: the expert sees the session to sign in, before signing in.
     assert world.snapshot(e0.user)["me"] == {"id": str(e0.user.id), "kind": "expert", "room": None, "member": False,
                                              "media_role": "receive_only"}
@@ -289,3 +294,25 @@ def test_fault_rules_let_the_tenderer_decide_after_two_hours(client: TestClient,
     snap = world.snapshot(world.agent)
     assert snap["decision"]["choice"] == "continue_without" and [r["left_out"] for r in snap["rooms"]].count(True) == 1
     assert ok(world.act(world.agent, "advance"))["step"] == "declarations"
+
+
+def test_the_scheduling_form_offers_ready_lots_and_venues_are_listed(client: TestClient, settings: Settings) -> None:
+    dsn = settings.database_url
+    world = make_world(client, dsn, experts=3, rooms=2, schedule=False)
+    login(client, world.agent)
+    choices = ok(client.get("/api/sessions/form-choices"))
+    assert [(l["tender_id"], l["lot_code"]) for l in choices["lots"]] == [(world.hall.id, "L1")]
+    assert {r["id"] for r in choices["rooms"]} == set(world.rooms)
+    assert str(world.supervisor.id) in {u["id"] for u in choices["supervisors"]}
+    page = client.get("/sessions/new")
+    assert page.status_code == 200 and "session-form" in page.text
+    venues = client.get("/venues")
+    assert venues.status_code == 200 and "厦门市公共资源交易中心" in venues.text and "venue-form" not in venues.text
+    refused(client.post("/api/venues", json={"name": "x", "region_code": "350100"}), 403, "role_forbidden")
+    login(client, world.admin)
+    refused(client.post("/api/venues", json={"name": "福州市公共资源交易中心", "region_code": "350100"}), 409,
+            "venue_exists")
+    refused(client.post("/api/venues", json={"name": "宁德", "region_code": "35090"}), 422, "invalid_body")
+    assert "venue-form" in client.get("/venues").text
+    login(client, world.hall.bidders[0].user)
+    refused(client.get("/api/sessions/form-choices"), 403, "role_forbidden")
