@@ -15,7 +15,9 @@ from evaluation import session_store as ss
 from evaluation.draw_service import Deps
 from evaluation.scoring import ScoringError, check_score
 from evaluation.session_rules import SessionRefused
-from evaluation.session_service import _bad, announce, require_on_committee, require_part, session_act, text_of, uuid_of
+from evaluation.session_service import (
+    _bad, announce, confirmed_experts, require_on_committee, require_part, session_act, text_of, uuid_of,
+)
 from evaluation.session_state import declaration_message, load, report_bytes, report_signature_message
 from tenderhall import bus, log
 from tenderhall.accounts import CurrentUser
@@ -64,6 +66,8 @@ async def advance(deps: Deps, user: CurrentUser, session_id: uuid.UUID) -> dict[
                                  status=403)
         rules.check_action(step, caller.participant, "advance")
         state = await load(conn, session)
+        if step == "sign_in":
+            await _require_everyone_signed_in(conn, deps, session)
         target = rules.next_step(step, state.facts())
         body: dict[str, Any] = {"step": target, "from": step, "by": str(user.id)}
         if step == "chair_election":
@@ -79,6 +83,19 @@ async def advance(deps: Deps, user: CurrentUser, session_id: uuid.UUID) -> dict[
         await ss.set_step(conn, session_id, target, now)
         await announce(conn, deps, session_id, "step", body)
     return {"step": target}
+
+
+async def _require_everyone_signed_in(conn: Any, deps: Deps, session: Any) -> None:
+    """Every expert who confirmed a seat of the committee's draws has signed in (a member released
+    for a conflict counts as accounted for)."""
+    confirmed = await confirmed_experts(conn, deps, session["tender_id"])
+    if not confirmed:
+        raise SessionRefused("no drawn expert has confirmed: the committee is empty", code="not_signed_in")
+    seated = {m["expert_id"] for m in await ss.members(conn, session["id"])}
+    missing = confirmed - seated
+    if missing:
+        raise SessionRefused(f"{len(missing)} of the {len(confirmed)} drawn experts have not signed in yet",
+                             code="not_signed_in", detail={"missing": len(missing), "drawn": len(confirmed)})
 
 
 async def release_member(deps: Deps, user: CurrentUser, session_id: uuid.UUID, data: Any) -> dict[str, Any]:
@@ -290,6 +307,10 @@ async def answer_clarification(deps: Deps, user: CurrentUser, clarification_id: 
                                  code="clarification_not_found", status=404)
         if row["status"] == "answered":
             raise SessionRefused("this clarification is already answered", code="already_answered")
+        session = await ss.session(conn, row["session_id"], for_update=True)
+        if session["step"] in rules.FINAL or session["step"] == "suspended":
+            raise SessionRefused(f"the evaluation is {session['step']}: answers are no longer taken",
+                                 code="session_ended")
         now = await conn.fetchval("SELECT clock_timestamp()")
         if now > row["deadline"]:
             raise SessionRefused("the deadline for this answer has passed", code="deadline_passed")

@@ -27,7 +27,7 @@ from evaluation.scoring import ScoringError, parse_scheme
 from evaluation.session_rules import Participant, SessionRefused
 from tenderhall import bus, log
 from tenderhall.accounts import CurrentUser
-from tenderhall.canonical import b64url_decode
+from tenderhall.canonical import b64url, b64url_decode
 
 MAX_ROOMS = 20
 MAX_SUPERVISORS = 20
@@ -191,7 +191,7 @@ async def require_part_or_invited(conn: asyncpg.Connection, deps: Deps, session:
         released = await conn.fetchval("SELECT true FROM session_members WHERE session_id = $1 AND user_id = $2",
                                        session["id"], caller.user_id)
         if expert_id is not None and not released and \
-                expert_id in await confirmed_experts(conn, deps, session["draw_id"]):
+                expert_id in await confirmed_experts(conn, deps, session["tender_id"]):
             return
     require_part(caller)
 
@@ -318,18 +318,33 @@ async def create(deps: Deps, user: CurrentUser, data: Any) -> dict[str, Any]:
 # ---------------------------------------------------------------------------- sign-in and rooms
 
 
+async def _committee_draws(conn: asyncpg.Connection, tender_id: uuid.UUID) -> list[asyncpg.Record]:
+    """The tender's evaluation draws that form the committee (one per group of specialties, or one
+    for all): every root draw not cancelled, extensions reached through their chains."""
+    return await conn.fetch("SELECT id, status, requested_by, unsealed_at FROM draws WHERE tender_id = $1 "
+                            "AND purpose = 'evaluation' AND parent_id IS NULL AND status <> 'cancelled' "
+                            "ORDER BY created_at", tender_id)
+
+
 async def _unseal(deps: Deps, user: CurrentUser, session: Mapping[str, Any]) -> None:
-    """The drawn names open at sign-in (the draw's rule: an hour before the start)."""
-    requester = await deps.pool.fetchval("SELECT requested_by FROM draws WHERE id = $1", session["draw_id"])
-    actor = user if (requester == user.id or user.has("supervisor", "admin")) else None
-    if actor is None:
-        raise SessionRefused("only the agent who requested the draw, a supervisor or an admin may open sign-in "
+    """The drawn names of every draw of the committee open at sign-in (the draws' rule: an hour
+    before the start)."""
+    async with deps.pool.acquire() as conn:
+        draws = await _committee_draws(conn, session["tender_id"])
+    if not draws:
+        raise SessionRefused("the tender has no evaluation draw", code="no_draw")
+    pending = [d for d in draws if d["status"] == "scheduled"]
+    if pending:
+        raise SessionRefused(f"{len(pending)} draw(s) of this committee have not run yet", code="not_drawn")
+    if not all(d["requested_by"] == user.id for d in draws) and not user.has("supervisor", "admin"):
+        raise SessionRefused("only the agent who requested the draws, a supervisor or an admin may open sign-in "
                              "(it unseals the drawn names)", code="not_allowed", status=403)
-    try:
-        await draw_service.unseal(deps, actor, session["draw_id"])
-    except DrawRefused as exc:
-        if exc.code != "already_unsealed":
-            raise SessionRefused(exc.message, code=exc.code, status=exc.status) from None
+    for draw in draws:
+        try:
+            await draw_service.unseal(deps, user, draw["id"])
+        except DrawRefused as exc:
+            if exc.code != "already_unsealed":
+                raise SessionRefused(exc.message, code=exc.code, status=exc.status) from None
 
 
 async def open_sign_in(deps: Deps, user: CurrentUser, session_id: uuid.UUID) -> dict[str, Any]:
@@ -349,13 +364,13 @@ async def open_sign_in(deps: Deps, user: CurrentUser, session_id: uuid.UUID) -> 
     return {"step": "sign_in"}
 
 
-async def confirmed_experts(conn: asyncpg.Connection, deps: Deps, draw_id: uuid.UUID) -> set[uuid.UUID]:
+async def confirmed_experts(conn: asyncpg.Connection, deps: Deps, tender_id: uuid.UUID) -> set[uuid.UUID]:
     """The experts who confirmed a seat of the committee's draws (names open only once unsealed)."""
-    root = await ds.draw(conn, draw_id)
-    if root is None or root["unsealed_at"] is None:
-        return set()
-    chain = await ds.chain(conn, draw_id)
-    seats = await ds.seats(conn, [d["id"] for d in chain if d["status"] == "drawn"])
+    drawn: list[uuid.UUID] = []
+    for root in await _committee_draws(conn, tender_id):
+        if root["unsealed_at"] is not None:
+            drawn += [d["id"] for d in await ds.chain(conn, root["id"]) if d["status"] == "drawn"]
+    seats = await ds.seats(conn, drawn) if drawn else []
     people = await draw_service.people_of(conn, deps, seats)
     return {people[(s["draw_id"], s["position"])] for s in seats if s["status"] == "confirmed"}
 
@@ -383,7 +398,7 @@ async def sign_in(deps: Deps, user: CurrentUser, session_id: uuid.UUID, data: An
         if caller.member:
             raise SessionRefused("you have already signed in", code="already_signed_in")
         expert_id = await ss.expert_of_user(conn, user.id)
-        if expert_id is None or expert_id not in await confirmed_experts(conn, deps, session["draw_id"]):
+        if expert_id is None or expert_id not in await confirmed_experts(conn, deps, session["tender_id"]):
             raise SessionRefused("you are not on this evaluation committee", code="not_on_committee", status=403)
         if await conn.fetchval("SELECT true FROM session_members WHERE session_id = $1 AND expert_id = $2",
                                session_id, expert_id):
@@ -398,7 +413,9 @@ async def sign_in(deps: Deps, user: CurrentUser, session_id: uuid.UUID, data: An
         if seated >= room["seats"]:
             raise SessionRefused(f"room {room['name']} has no free seat ({room['seats']} seats)", code="room_full")
         await ss.insert_member(conn, session_id, user.id, expert_id, room_id, key, now)
-        await announce(conn, deps, session_id, "signed_in", {"user": str(user.id), "room": str(room_id)})
+        # The key goes into the log: anyone can check the declarations and report signatures against it.
+        await announce(conn, deps, session_id, "signed_in", {"user": str(user.id), "room": str(room_id),
+                                                             "public_key": b64url(key)})
     return {"signed_in": True, "room_id": str(room_id)}
 
 

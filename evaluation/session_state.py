@@ -46,6 +46,7 @@ class State:
     scores: dict[str, dict[str, dict[str, Decimal]]]
     reasons: dict[tuple[str, str, str], str]
     signatures: dict[str, asyncpg.Record]
+    clarifications: list[asyncpg.Record]
 
     @property
     def member_ids(self) -> frozenset[str]:
@@ -126,7 +127,11 @@ class State:
                 "title": s["tender_title"], "lot": s["lot_code"]}, "generated_at": generated_at,
                 "chair": str(s["chair_id"]) if s["chair_id"] else None,
                 "committee": [{"id": e, "name": experts[e]} for e in sorted(experts)],
-                "bidders": [{"id": b, "name": names[b]} for b in self.bidders], **content}
+                "bidders": [{"id": b, "name": names[b]} for b in self.bidders],
+                "clarifications": [{"bidder": str(c["organisation_id"]), "question": c["question"],
+                                    "answer": c["answer"], "status": c["status"]}
+                                   for c in self.clarifications if c["status"] in ("approved", "answered")],
+                **content}
 
 
 def report_bytes(report: Mapping[str, Any]) -> tuple[bytes, str]:
@@ -157,4 +162,5 @@ async def load(conn: asyncpg.Connection, session: asyncpg.Record) -> State:
         reasons={(str(r["user_id"]), str(r["organisation_id"]), r["criterion"]): r["reason"]
                  for r in await ss.deviation_reasons(conn, sid)},
         signatures={str(s["user_id"]): s for s in await ss.signatures(conn, sid)},
+        clarifications=await ss.clarifications(conn, sid),
     )

@@ -16,6 +16,7 @@ from evaluation.session_service import (
 )
 from evaluation.session_state import State, load
 from tenderhall import log
+from tenderhall.canonical import b64url
 from tenderhall.accounts import CurrentUser
 from tenderhall.media_recorder import room_directory
 from trading import uploads
@@ -85,7 +86,8 @@ async def snapshot(deps: Deps, user: CurrentUser, session_id: uuid.UUID) -> dict
                            "declared": str(m["user_id"]) in state.declarations,
                            "conflict": bool(state.declarations.get(str(m["user_id"]), {}) and
                                             state.declarations[str(m["user_id"])]["conflict"]),
-                           "signed": str(m["user_id"]) in state.signatures} for m in state.members],
+                           "signed": str(m["user_id"]) in state.signatures,
+                           "public_key": b64url(bytes(m["public_key"]))} for m in state.members],
             "bidders": [{"id": str(b["organisation_id"]), "name": b["organisation_name"],
                          "price": (b["summary"] or {}).get("price"), "bid": str(b["bid_id"]),
                          "documents": [f["name"] for f in files_of(b["files"])] if see_documents else []}
@@ -129,9 +131,10 @@ async def report(deps: Deps, user: CurrentUser, session_id: uuid.UUID) -> dict[s
         if session["report"] is None:
             raise SessionRefused("the report has not been generated yet", code="report_not_ready", status=404)
         signatures = await ss.signatures(conn, session_id)
-        members = {m["user_id"]: m["display_name"] for m in await ss.members(conn, session_id)}
+        members = {m["user_id"]: m for m in await ss.members(conn, session_id)}
     return {"report": session["report"], "sha256": session["report_sha256"], "step": session["step"],
-            "signatures": [{"user": str(s["user_id"]), "name": members.get(s["user_id"]), "signature": s["signature"],
+            "signatures": [{"user": str(s["user_id"]), "name": members[s["user_id"]]["display_name"],
+                            "public_key": b64url(bytes(members[s["user_id"]]["public_key"])), "signature": s["signature"],
                             "dissent": s["dissent"], "signed_at": _iso(s["signed_at"])} for s in signatures]}
 
 
@@ -222,7 +225,7 @@ async def _waiting_for_sign_in(conn: Any, deps: Deps, user: CurrentUser) -> list
         return []
     found = []
     for row in await ss.sessions_open_for_sign_in(conn, user.id):
-        if expert_id in await confirmed_experts(conn, deps, row["draw_id"]):
+        if expert_id in await confirmed_experts(conn, deps, row["tender_id"]):
             found.append(row)
     return found
 

@@ -34,6 +34,8 @@ ORGANISATIONS = [
     ("bidder", credit_code.make("91350100MA0000004"), "海峡路桥工程有限公司"),
     ("bidder", credit_code.make("91350100MA0000005"), "榕城市政工程有限公司"),
     ("bidder", credit_code.make("91350100MA0000006"), "东南智能科技股份有限公司"),
+    ("centre", credit_code.make("12350200MB0000007"), "厦门市公共资源交易中心"),
+    ("centre", credit_code.make("12350500MB0000008"), "泉州市公共资源交易中心"),
 ]
 
 # username, display name, roles, organisation index (None: none)
@@ -49,6 +51,9 @@ USERS = [
     ("bidder-haixia", "海峡路桥 投标人", ["bidder"], 3),
     ("bidder-rongcheng", "榕城市政 投标人", ["bidder"], 4),
     ("bidder-dongnan", "东南智能 投标人", ["bidder"], 5),
+    # Sub-venue staff for remote evaluation: they confirm their centre's room ready (room staff are agents).
+    ("staff-xiamen", "黄场务 (厦门副场) Venue staff Huang", ["agent"], 6),
+    ("staff-quanzhou", "吴场务 (泉州副场) Venue staff Wu", ["agent"], 7),
 ]
 
 
@@ -219,6 +224,18 @@ async def _pool_and_draws(pool: asyncpg.Pool, settings: Settings, signer, users)
     return lines
 
 
+async def _venues(pool: asyncpg.Pool, settings: Settings, signer, users) -> list[str]:  # type: ignore[no-untyped-def]
+    """Fujian's centres as venues with evaluation rooms, and the evaluation session for the drawn tender."""
+    from evaluation.demo_venues import seed_and_describe
+    from evaluation.draw_service import Deps
+    from tenderhall.data_key import load_or_create as load_data_key
+
+    deps = Deps(pool, settings, signer, load_data_key(settings.data_key_path))
+    return await seed_and_describe(deps, admin=users["admin"], agent=users["agent"],
+                                   staff=[users["staff-xiamen"], users["staff-quanzhou"]],
+                                   supervisor=users["supervisor"], tender_code="FZ-2026-GC-003")
+
+
 async def seed(settings: Settings, *, reset: bool = False) -> None:
     """Seed the demo data once (or again with reset, which empties the database first)."""
     dsn, embedded = await resolve_dsn(settings)
@@ -242,6 +259,8 @@ async def seed(settings: Settings, *, reset: bool = False) -> None:
         print("\n".join(lines))
         print("\nExpert pool and draws:")
         print("\n".join(await _pool_and_draws(pool, settings, signer, users)))
+        print("\nRemote evaluation (远程异地评标) venues and sessions:")
+        print("\n".join(await _venues(pool, settings, signer, users)))
         print(f"\nKey files of the demo's bidders and custodians: {settings.data_dir / 'demo-keys'} "
               f"(passphrase: {KEY_PASSPHRASE}); restore one on the /keys page.")
         _print_logins()

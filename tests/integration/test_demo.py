@@ -68,3 +68,60 @@ def test_demo_seeds_every_role_tenders_and_verifiable_bids(settings: Settings, c
     assert asyncio.run(audit.run_verify(settings.database_url, settings)) == 0
     asyncio.run(demo.seed(settings))
     assert "already there" in capsys.readouterr().out
+
+
+def test_demo_seeds_fujian_venues_once_and_prints_how_to_schedule_the_session(settings: Settings, capsys) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from evaluation import demo_venues
+    from evaluation.draw_service import Deps
+    from tenderhall import accounts, db
+    from tenderhall.app import create_app
+    from tenderhall.data_key import load_or_create as load_data_key
+    from tenderhall.platform_key import load_or_create as load_platform_key
+
+    asyncio.run(demo.seed(settings))
+    printed = capsys.readouterr().out
+    assert "/sessions" in printed and "/venues" in printed and "福州市公共资源交易中心" in printed
+
+    with TestClient(create_app(settings)) as client:
+        client.post("/api/session", json={"username": "staff-xiamen", "password": demo.PASSWORD})
+        venues = {v["region_code"]: v for v in client.get("/api/venues").json()["venues"]}
+        assert set(venues) == {region for _, region, _, _ in demo_venues.VENUES}
+        assert {"350100", "350200", "350500", "350600", "350300", "350400", "350800"} <= set(venues)
+        assert len(venues["350100"]["rooms"]) >= 4
+        for region, venue in venues.items():
+            assert venue["name"] in printed
+            if region != "350100":
+                assert 1 <= len(venue["rooms"]) <= 3, venue
+            assert all(5 <= room["seats"] <= 9 for room in venue["rooms"]), venue
+        # Each venue went through the admin's use case: one log entry apiece.
+        assert run_db(settings.database_url, lambda c: c.fetchval(
+            "SELECT count(*) FROM log_entries WHERE kind = 'venue.created'")) == len(demo_venues.VENUES)
+
+        # No session: the demo's opening has not closed. The printed body is the one to send once
+        # it has; sent now, it is refused for exactly that reason.
+        assert run_db(settings.database_url, lambda c: c.fetchval("SELECT count(*) FROM eval_sessions")) == 0
+        line = next(line for line in printed.splitlines() if line.strip().startswith('{"tender_id"'))
+        body = json.loads(line)
+        staff = {r["staff_id"] for r in body["rooms"]}
+        assert len(body["rooms"]) == 3 and len(staff) == 3
+        client.post("/api/session", json={"username": "agent", "password": demo.PASSWORD})
+        client.headers["X-CSRF-Token"] = client.get("/api/session").json()["csrf_token"]
+        assert client.get("/api/sessions").json()["sessions"] == []
+        refused = client.post("/api/sessions", json=body)
+        assert refused.status_code == 409 and refused.json()["error"]["code"] == "opening_not_closed", refused.text
+
+    async def seed_again() -> dict[str, int]:
+        pool = await db.create_pool(settings.database_url, 1, 2)
+        try:
+            async with pool.acquire() as conn:
+                admin = await accounts.get_user(conn, await conn.fetchval("SELECT id FROM users WHERE username = 'admin'"))
+            deps = Deps(pool, settings, load_platform_key(settings.platform_key_path),
+                        load_data_key(settings.data_key_path))
+            return await demo_venues.seed_demo_venues(deps, admin)
+        finally:
+            await pool.close()
+
+    assert asyncio.run(seed_again()) == {"created": 0, "existing": len(demo_venues.VENUES)}
+    assert asyncio.run(audit.run_verify(settings.database_url, settings)) == 0

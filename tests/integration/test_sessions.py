@@ -4,11 +4,17 @@ every refusal the issue names leaving the session as it was."""
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import Any
 
 from starlette.testclient import TestClient
 
+from cryptography.hazmat.primitives.serialization import load_der_public_key
+
+from evaluation.session_state import report_signature_message
+from tenderhall.canonical import b64url_decode
 from tenderhall.settings import Settings
+from trading.manifest import verify_raw_p256
 from tests.factories import login, run_db
 from tests.integration.test_submission import FILE_TEXT
 from tests.session_world import (
@@ -61,6 +67,13 @@ def test_a_committee_evaluates_two_bidders_from_sign_in_to_the_signed_report(cli
     assert ok(world.act(chair.user, "advance"))["step"] == "closed"
     signatures = ok(client.get(f"{world.url}/report"))["signatures"]
     assert len(signatures) == 5 and [s["dissent"] for s in signatures if s["dissent"]] == ["对排名有保留意见"]
+    # An outsider checks every signature with the key the expert signed in with (logged at sign-in).
+    logged_keys = {e["user"]: e["public_key"] for e in run_db(dsn, lambda c: c.fetch(
+        "SELECT body FROM log_entries WHERE kind = 'session.signed_in'")) for e in [json.loads(e["body"])["body"]]}
+    for s in signatures:
+        assert logged_keys[s["user"]] == s["public_key"]
+        key = load_der_public_key(b64url_decode(s["public_key"]))
+        verify_raw_p256(key, report_signature_message(world.session_id, report["sha256"]), s["signature"])
     kinds = {r["kind"] for r in run_db(dsn, lambda c: c.fetch("SELECT DISTINCT kind FROM log_entries"))}
     assert {"session.scheduled", "session.signed_in", "session.declared", "session.voted", "session.step",
             "session.verdicts", "session.scores", "session.deviation_explained", "session.report_signed"} <= kinds
@@ -239,6 +252,9 @@ def test_clarifications_go_through_the_supervisor_to_the_bidder_and_back(client:
                                     "WHERE id = $1", late["id"]))
     login(client, other.user)
     refused(client.post(f"/api/clarifications/{late['id']}/answer", json={"answer": "180天"}), 409, "deadline_passed")
+    run_db(dsn, lambda c: c.execute("UPDATE session_clarifications SET deadline = now() + interval '1 hour'"))
+    run_db(dsn, lambda c: c.execute("UPDATE eval_sessions SET step = 'failed'"))
+    refused(client.post(f"/api/clarifications/{late['id']}/answer", json={"answer": "180天"}), 409, "session_ended")
     assert _scalar(dsn, "SELECT count(*) FROM log_entries WHERE kind LIKE 'session.clarification%'") == 5
 
 
@@ -278,7 +294,9 @@ def test_fault_rules_let_the_tenderer_decide_after_two_hours(client: TestClient,
     dsn = settings.database_url
     world = make_world(client, dsn, experts=3, rooms=3)
     ok(world.act(world.agent, "open-sign-in"))
-    for e in world.experts:
+    for i, e in enumerate(world.experts):
+        if i == 1:
+            refused(world.act(world.agent, "advance"), 409, "not_signed_in")  # one of three drawn is in
         ok(world.act(e.user, "sign-in", {"room_id": world.rooms[0], "public_key": e.public_key}))
     ok(world.act(world.staff[0], "confirm-room", {"room_id": world.rooms[0]}))
     ok(world.act(world.staff[1], "confirm-room", {"room_id": world.rooms[1]}))
