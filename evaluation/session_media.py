@@ -49,15 +49,20 @@ class SessionMedia:
         self.deps = deps
         self.workers = MediaWorkers(deps.settings, on_segment=self.on_segment)
         self._present: Counter[tuple[uuid.UUID, uuid.UUID]] = Counter()
+        self._seen: set[tuple[uuid.UUID, uuid.UUID]] = set()
         self._presence_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
         self._received: dict[str, int] = {}
         self._stalled: set[str] = set()
 
     async def close(self) -> None:
-        while self._tasks:  # presence updates still under way need the pool, closed after this
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self.settled()  # presence updates still under way need the pool, closed after this
         await self.workers.close()
+
+    async def settled(self) -> None:
+        """Wait for the presence updates under way: each room's state in the database is then its sockets'."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     # -- signalling
 
@@ -115,12 +120,14 @@ class SessionMedia:
         for name in [n for n in self._received if (parse_media_room(n) or (None,))[0] == session_id]:
             del self._received[name]
         self._stalled = {n for n in self._stalled if (parse_media_room(n) or (None,))[0] != session_id}
+        self._seen = {k for k in self._seen if k[0] != session_id}
 
     # -- presence: a room is up while a terminal of it holds the session's socket
 
     async def joined(self, session_id: uuid.UUID, room_id: uuid.UUID) -> None:
         """A terminal of the room opened the session's socket (counted before the first await)."""
         key = (session_id, room_id)
+        self._seen.add(key)
         self._present[key] += 1
         if self._present[key] == 1:
             await self._settle(key)
@@ -132,6 +139,16 @@ class SessionMedia:
         if self._present[key] <= 0:
             del self._present[key]
             await self._settle(key)
+
+    async def started(self, session_id: uuid.UUID) -> None:
+        """The evaluation has started: a room whose terminal was connected during sign-in but is not
+        now is down from now (a room only ever driven through the JSON API has no presence to judge)."""
+        async with self.deps.pool.acquire() as conn:
+            rooms = [r["room_id"] for r in await ss.session_rooms(conn, session_id) if not r["left_out"]]
+        for room_id in rooms:
+            key = (session_id, room_id)
+            if key in self._seen and self._present.get(key, 0) == 0:
+                await self._settle(key)
 
     async def _settle(self, key: tuple[uuid.UUID, uuid.UUID]) -> None:
         task = asyncio.ensure_future(self._record_presence(key))

@@ -114,6 +114,8 @@ async def run_act(state: Any, user: CurrentUser, session_id: uuid.UUID, name: st
     result = await (function(deps, user, session_id, body) if takes_body else function(deps, user, session_id))
     if result.get("step") in ENDED or result.get("choice") == "postpone":
         await state.session_media.end(session_id)
+    elif result.get("step") == "declarations":
+        await state.session_media.started(session_id)
     return result
 
 
