@@ -1,6 +1,8 @@
 // Live video with the platform's media hub (tenderhall/media_hub.py): publish this browser's
-// camera, or watch a room receive-only. Signalling is one JSON POST: the browser offers after
-// ICE gathering completes (no trickle on a LAN), the server answers {sdp, type}.
+// camera, or watch a room receive-only. Signalling is one offer/answer exchange: the browser
+// offers after ICE gathering completes (no trickle on a LAN), the server answers {sdp, type}.
+// By default the offer is one JSON POST to a URL; a page with its own channel (the evaluation
+// session's websocket) passes `signal(offer) -> answer` instead.
 
 const GATHER_TIMEOUT_MS = 10000;
 
@@ -46,22 +48,30 @@ function gatheringComplete(pc) {
   });
 }
 
-async function exchange(pc, url, csrfToken) {
+// The default signal: POST the offer to `url`, the JSON response is the answer.
+function postOffer(url, csrfToken) {
+  return async (offer) => {
+    const response = await fetch(url, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json", Accept: "application/json", "X-CSRF-Token": csrfToken },
+      body: JSON.stringify(offer),
+    });
+    let body = null;
+    try { body = await response.json(); } catch { /* not JSON: reported below with the status */ }
+    if (!response.ok) {
+      const error = body && body.error;
+      throw new MediaError(error?.message || `HTTP ${response.status}`, error?.code || `http_${response.status}`);
+    }
+    return body;
+  };
+}
+
+async function exchange(pc, signal) {
   await pc.setLocalDescription(await pc.createOffer());
   await gatheringComplete(pc);
   const offer = pc.localDescription;
-  const response = await fetch(url, {
-    method: "POST",
-    credentials: "same-origin",
-    headers: { "Content-Type": "application/json", Accept: "application/json", "X-CSRF-Token": csrfToken },
-    body: JSON.stringify({ sdp: offer.sdp, type: offer.type }),
-  });
-  let body = null;
-  try { body = await response.json(); } catch { /* not JSON: reported below with the status */ }
-  if (!response.ok) {
-    const error = body && body.error;
-    throw new MediaError(error?.message || `HTTP ${response.status}`, error?.code || `http_${response.status}`);
-  }
+  const body = await signal({ sdp: offer.sdp, type: offer.type });
   if (!body || body.type !== "answer" || typeof body.sdp !== "string") {
     throw new MediaError("the server did not answer with an SDP answer", "bad_answer");
   }
@@ -69,8 +79,10 @@ async function exchange(pc, url, csrfToken) {
 }
 
 // Publish the camera and microphone (640x480, at most 20 fps) to `url`; `video` (optional)
-// shows the local preview, muted. Returns {pc, stream, stop()}; throws MediaError.
-export async function publishCamera(url, csrfToken, { video = null, iceServers = [] } = {}) {
+// shows the local preview, muted. `signal` (optional) replaces the POST to `url` (then
+// url and csrfToken are unused): an async function of the offer that returns the answer
+// and throws MediaError to refuse. Returns {pc, stream, stop()}; throws MediaError.
+export async function publishCamera(url, csrfToken, { video = null, iceServers = [], signal = null } = {}) {
   const stream = await navigator.mediaDevices.getUserMedia({
     video: { width: { ideal: 640 }, height: { ideal: 480 }, frameRate: { ideal: 20, max: 20 } },
     audio: true,
@@ -90,7 +102,7 @@ export async function publishCamera(url, csrfToken, { video = null, iceServers =
       video.muted = true; // never play one's own microphone back
       video.srcObject = stream;
     }
-    await exchange(pc, url, csrfToken);
+    await exchange(pc, signal || postOffer(url, csrfToken));
   } catch (error) {
     stop();
     throw error;
@@ -98,9 +110,9 @@ export async function publishCamera(url, csrfToken, { video = null, iceServers =
   return { pc, stream, stop };
 }
 
-// Watch a room: receive-only audio and video from `url`, shown in `videoElement`.
-// Returns {pc, stop()}; throws MediaError.
-export async function watch(url, csrfToken, videoElement, { iceServers = [] } = {}) {
+// Watch a room: receive-only audio and video from `url` (or through `signal`, as for
+// publishCamera), shown in `videoElement`. Returns {pc, stop()}; throws MediaError.
+export async function watch(url, csrfToken, videoElement, { iceServers = [], signal = null } = {}) {
   const pc = newConnection(iceServers);
   const stream = new MediaStream();
   const stop = () => {
@@ -114,7 +126,7 @@ export async function watch(url, csrfToken, videoElement, { iceServers = [] } = 
       stream.addTrack(event.track);
       if (videoElement.srcObject !== stream) videoElement.srcObject = stream;
     });
-    await exchange(pc, url, csrfToken);
+    await exchange(pc, signal || postOffer(url, csrfToken));
   } catch (error) {
     stop();
     throw error;

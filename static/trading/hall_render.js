@@ -25,6 +25,10 @@ export function el(tag, props = {}, ...children) {
   return node;
 }
 
+function hasCaret(input) {
+  return input.tagName === "TEXTAREA" || ["text", "search", "url", "tel", "password"].includes(input.type);
+}
+
 /**
  * Replace `container`'s children with `build()`'s nodes, keeping what the user typed into
  * elements marked data-keep (matched by that key), and the focus and caret.
@@ -34,13 +38,14 @@ export function keepInputs(container, build) {
   for (const input of container.querySelectorAll("[data-keep]")) kept.set(input.dataset.keep, input.value);
   const active = document.activeElement && container.contains(document.activeElement) ? document.activeElement : null;
   const activeKey = active?.dataset?.keep;
-  const caret = activeKey !== undefined ? [active.selectionStart, active.selectionEnd] : null;
+  // Only text-like fields have a caret: setSelectionRange throws on a number input.
+  const caret = activeKey !== undefined && hasCaret(active) ? [active.selectionStart, active.selectionEnd] : null;
   container.replaceChildren(...build());
   for (const input of container.querySelectorAll("[data-keep]")) {
     if (kept.has(input.dataset.keep)) input.value = kept.get(input.dataset.keep);
     if (activeKey !== undefined && input.dataset.keep === activeKey) {
       input.focus();
-      if (caret && typeof input.setSelectionRange === "function") input.setSelectionRange(caret[0], caret[1]);
+      if (caret && hasCaret(input)) input.setSelectionRange(caret[0], caret[1]);
     }
   }
 }
