@@ -1,15 +1,16 @@
-"""Periodic work of the evaluation domain: silent reply windows expire, queued notices go out.
+"""Periodic work of the evaluation domain: silent reply windows expire, queued notices go out,
+sessions' fault rules are applied.
 
-Run every `draw_job_seconds` (30 s by default) by every instance; both jobs lock rows with
-SKIP LOCKED, so instances share the work without doing any of it twice.
+Run every `draw_job_seconds` (30 s by default) by every instance. The draw jobs lock rows with
+SKIP LOCKED, so instances share the work without doing any of it twice; the fault rules lock
+each session's row and look again under the lock, so a second instance finds nothing to do.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from evaluation import draw_replies, draw_service, session_service
-from evaluation import session_store
+from evaluation import draw_replies, draw_service, session_faults, session_store
 
 
 def _deps(state: Any) -> draw_service.Deps:
@@ -30,7 +31,7 @@ async def apply_fault_rules(app: Any, state: Any) -> None:
     async with deps.pool.acquire() as conn:
         sessions = await session_store.active_sessions(conn)
     for row in sessions:
-        if await session_service.apply_fault_rules(deps, row["id"]) == "suspend":
+        if await session_faults.apply_fault_rules(deps, row["id"]) == "suspend":
             await state["session_media"].end(row["id"])
 
 

@@ -15,6 +15,7 @@ from starlette.responses import FileResponse, Response, StreamingResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from evaluation import session_acts as acts
+from evaluation import session_faults
 from evaluation import session_service as svc
 from evaluation import session_view as view
 from evaluation import venue_service
@@ -89,7 +90,7 @@ ACTS: dict[str, tuple[Act, bool]] = {
     "open-sign-in": (svc.open_sign_in, False),
     "sign-in": (svc.sign_in, True),
     "confirm-room": (svc.confirm_room, True),
-    "decision": (svc.record_decision, True),
+    "decision": (session_faults.record_decision, True),
     "advance": (acts.advance, False),
     "release-member": (acts.release_member, True),
     "declare": (acts.declare, True),

@@ -1,8 +1,9 @@
-"""Remote evaluation sessions: scheduling, who is who, sign-in, rooms, steps and the fault rules.
+"""Remote evaluation sessions: scheduling, who is who, sign-in, rooms and their presence.
 
 The committee's own acts (declarations, the vote, verdicts, scores, clarifications, the report)
-are in session_acts.py; both run the pure checks of session_rules.py inside one transaction
-that holds the session row, so two acts never see the same state.
+are in session_acts.py, the fault rules in session_faults.py. Every act runs the pure checks of
+session_rules.py inside one transaction that holds the session row, so two acts never see the
+same state.
 """
 
 from __future__ import annotations
@@ -85,13 +86,12 @@ def _not_found(session_id: uuid.UUID) -> SessionRefused:
 
 
 def uuid_of(value: Any, name: str) -> uuid.UUID:
+    """`value` as a UUID, or 422 invalid_body naming the field."""
     try:
-        return uuid.UUID(str(value)) if isinstance(value, str) else _raise(name)
+        if isinstance(value, str):
+            return uuid.UUID(value)
     except ValueError:
-        raise _bad(f"{name} must be a UUID") from None
-
-
-def _raise(name: str) -> uuid.UUID:
+        pass
     raise _bad(f"{name} must be a UUID")
 
 
@@ -449,63 +449,3 @@ async def room_presence(deps: Deps, session_id: uuid.UUID, room_id: uuid.UUID, u
         if await ss.set_room_down(conn, session_id, room_id, None if up else now):
             await ss.room_event(conn, session_id, room_id, "rejoined" if up else "dropped", now)
             await announce(conn, deps, session_id, "room_rejoined" if up else "room_dropped", {"room": str(room_id)})
-
-
-# ---------------------------------------------------------------------------- the fault rules
-
-
-def fault_rules(session: Mapping[str, Any]) -> rules.FaultRules:
-    return rules.FaultRules(session["start_delay_max"], session["rejoin_window"])
-
-
-async def fault_outcome(conn: asyncpg.Connection, session: Mapping[str, Any], now: datetime) -> rules.FaultOutcome | None:
-    if session["step"] in rules.FINAL or session["step"] == "suspended":
-        return None
-    rooms = [r for r in await ss.session_rooms(conn, session["id"]) if not r["left_out"]]
-    started = session["step"] in rules.STARTED
-    facts = [rules.RoomFacts(str(r["room_id"]), (r["down_since"] is None) if started else r["ready_at"] is not None,
-                             r["down_since"]) for r in rooms]
-    return rules.session_fault_outcome(facts, session["scheduled_start"], now, fault_rules(session), step=session["step"])
-
-
-async def record_decision(deps: Deps, user: CurrentUser, session_id: uuid.UUID, data: Any) -> dict[str, Any]:
-    """The tenderer's decision once rooms are still not ready two hours after the start (recorded)."""
-    choice = data.get("choice") if isinstance(data, dict) else None
-    async with session_act(deps, user, session_id) as (conn, session, caller, now):
-        rules.check_action(session["step"], caller.participant, "record_decision")
-        outcome = await fault_outcome(conn, session, now)
-        assert outcome is not None
-        decision = rules.record_decision(outcome, str(choice), now)
-        rooms = [uuid.UUID(r) for r in decision.rooms]
-        await ss.set_decision(conn, session_id, decision.choice, rooms, user.id, now)
-        if decision.choice == "postpone":
-            await ss.set_step(conn, session_id, rules.suspend(session["step"]), now)
-        else:
-            await ss.leave_rooms_out(conn, session_id, rooms)
-            for room in rooms:
-                await ss.room_event(conn, session_id, room, "left_out", now)
-        await announce(conn, deps, session_id, "decision", {"choice": decision.choice, "rooms": decision.rooms,
-                                                            "by": str(user.id)})
-    return {"choice": decision.choice, "rooms": list(decision.rooms)}
-
-
-async def apply_fault_rules(deps: Deps, session_id: uuid.UUID) -> str | None:
-    """The job's look at one session: suspend it once a room is lost; announce a decision that is due."""
-    async with deps.pool.acquire() as conn, conn.transaction():
-        session = await ss.session(conn, session_id, for_update=True)
-        if session is None:
-            return None
-        now = await server_now(conn)
-        outcome = await fault_outcome(conn, session, now)
-        if outcome is None:
-            return None
-        if outcome.outcome == "suspend":
-            await ss.set_step(conn, session_id, rules.suspend(session["step"]), now)
-            await announce(conn, deps, session_id, "suspended", {"rooms": list(outcome.rooms),
-                                                                  "reason": "rooms down past the rejoin window"})
-        elif outcome.outcome == "tenderer_decides" and session["decision"] is None:
-            already = await conn.fetchval("SELECT true FROM events WHERE topic = $1 AND kind = 'session.decision_due' "
-                                          "LIMIT 1", topic(session_id))
-            if not already:
-                await announce(conn, deps, session_id, "decision_due", {"rooms": list(outcome.rooms)})
-        return outcome.outcome

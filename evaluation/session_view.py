@@ -12,8 +12,10 @@ from evaluation import session_store as ss
 from evaluation.draw_service import Deps
 from evaluation.session_rules import SessionRefused
 from evaluation.session_service import (
-    DEFAULT_SCHEMES, _not_found, confirmed_experts, fault_outcome, media_room, require_part, require_part_or_invited, server_now, session_act, who,
+    DEFAULT_SCHEMES, _not_found, confirmed_experts, media_room, require_part, require_part_or_invited, server_now,
+    session_act, who,
 )
+from evaluation.session_faults import fault_outcome
 from evaluation.session_state import State, load
 from tenderhall import log
 from tenderhall.canonical import b64url
