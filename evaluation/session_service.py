@@ -34,6 +34,7 @@ MAX_ROOMS = 20
 MAX_SUPERVISORS = 20
 MAX_MEMBERS = 50
 SIGN_IN_LEAD = timedelta(hours=1)
+VENUE_POLICY_KINDS = ("signed_in", "step", "member_released", "decision", "suspended")
 
 DEFAULT_REVIEW = [{"id": "form", "name": "形式评审", "kind": "form"},
                   {"id": "qualification", "name": "资格评审", "kind": "qualification"},
@@ -119,6 +120,9 @@ async def announce(conn: asyncpg.Connection, deps: Deps, session_id: uuid.UUID, 
         appended = await log.append_entry(conn, deps.platform_key, f"session.{kind}", body)
         body = {**body, "log_index": appended.index}
     await bus.emit(conn, topic(session_id), f"session.{kind}", body)
+    if kind in VENUE_POLICY_KINDS:
+        # Who may enter which evaluation room follows the sessions: the venue reloads its policy.
+        await bus.emit(conn, "venue", "venue.policy_changed", {"session": str(session_id), "because": kind})
 
 
 # ---------------------------------------------------------------------------- who is who

@@ -43,6 +43,8 @@ class State(TypedDict):
     translator: Translator
     media_hub: MediaHub
     session_media: Any
+    venue_engine: Any
+    venue_device_token: str
 
 
 def make_templates(translator: Translator, settings: Settings) -> Jinja2Templates:
@@ -89,6 +91,9 @@ def create_app(settings: Settings, *, extra_routes: list[BaseRoute] | None = Non
     from trading.jobs import JOBS as TRADING_JOBS
     from trading.hall_routes import ROUTES as HALL_ROUTES
     from trading.routes import ROUTES as TRADING_ROUTES
+    from venue.devices import load_or_create_token as load_device_token
+    from venue.engine import VenueEngine
+    from venue.routes import ROUTES as VENUE_ROUTES
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[State]:
@@ -107,6 +112,8 @@ def create_app(settings: Settings, *, extra_routes: list[BaseRoute] | None = Non
             data_key = load_data_key(settings.data_key_path)
             media_hub = MediaHub(settings, on_segment=segment_logger(pool, platform_key))
             session_media = SessionMedia(SessionDeps(pool, settings, platform_key, data_key))
+            venue_engine = VenueEngine(settings)
+            await venue_engine.start(pool, bus)
             state = State(
                 settings=settings,
                 pool=pool,
@@ -117,6 +124,8 @@ def create_app(settings: Settings, *, extra_routes: list[BaseRoute] | None = Non
                 translator=translator,
                 media_hub=media_hub,
                 session_media=session_media,
+                venue_engine=venue_engine,
+                venue_device_token=load_device_token(settings),
             )
             jobs = [asyncio.create_task(run_periodically(app, state, TRADING_JOBS, settings.job_interval_seconds)),
                     asyncio.create_task(run_periodically(app, state, EVALUATION_JOBS, settings.draw_job_seconds)),
@@ -131,6 +140,7 @@ def create_app(settings: Settings, *, extra_routes: list[BaseRoute] | None = Non
                 # Closing the hub finishes the open recordings, whose log entries need the pool.
                 await media_hub.close()
                 await session_media.close()
+                await venue_engine.stop()
                 await bus.stop()
         finally:
             await pool.close()
@@ -142,6 +152,7 @@ def create_app(settings: Settings, *, extra_routes: list[BaseRoute] | None = Non
         *TRADING_ROUTES,
         *HALL_ROUTES,
         *EVALUATION_ROUTES,
+        *VENUE_ROUTES,
         *(extra_routes or []),
         Mount("/static", app=StaticFiles(directory=str(REPO_ROOT / "static")), name="static"),
     ]

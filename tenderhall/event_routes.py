@@ -44,9 +44,12 @@ def _uuid_exact(text: str) -> uuid.UUID | None:
 
 def topic_allowed(user: CurrentUser, topic: str) -> bool:
     """Who may follow a topic: tender:<id> any user; org:<id> its members; user:<id> that user;
-    platform admins. Anything else (unknown prefix, malformed id) is refused."""
+    platform admins; venue supervisors and admins. Anything else (unknown prefix, malformed id)
+    is refused."""
     if topic == "platform":
         return "admin" in user.roles
+    if topic == "venue":  # the evaluation area's live map and alerts
+        return bool({"admin", "supervisor"} & set(user.roles))
     prefix, _, rest = topic.partition(":")
     ident = _uuid_exact(rest)
     if ident is None:

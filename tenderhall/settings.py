@@ -113,6 +113,14 @@ class Settings:
     smtp_starttls: bool = True
     webhook_url: str = ""
     webhook_secret: str = ""
+    # The venue (issue 6): door controllers and positioning systems authenticate with this
+    # bearer token (TENDERHALL_VENUE_DEVICE_TOKEN; empty: a file made in the data directory);
+    # positions older than the retention are dropped a day's partition at a time; the venue's
+    # opening hours bound "presence after hours"; its time zone is display_timezone.
+    venue_device_token: str = ""
+    venue_position_retention_days: int = 30
+    venue_opens: str = "07:30"
+    venue_closes: str = "20:00"
 
     def ice_servers(self) -> list[dict[str, str]]:
         """The ICE servers as RTCIceServer dicts (W3C shape), TURN URLs with their credentials."""
@@ -139,6 +147,10 @@ class Settings:
     @property
     def data_key_path(self) -> Path:
         return self.data_dir / "platform-data-key"
+
+    @property
+    def venue_device_token_path(self) -> Path:
+        return self.data_dir / "venue-device-token"
 
     @property
     def notification_outbox_path(self) -> Path:
@@ -186,6 +198,10 @@ class Settings:
             smtp_starttls=_bool(env, "TENDERHALL_SMTP_STARTTLS", True),
             webhook_url=env.get("TENDERHALL_WEBHOOK_URL", ""),
             webhook_secret=env.get("TENDERHALL_WEBHOOK_SECRET", ""),
+            venue_device_token=env.get("TENDERHALL_VENUE_DEVICE_TOKEN", ""),
+            venue_position_retention_days=_int(env, "TENDERHALL_VENUE_RETENTION_DAYS", 30, 1),
+            venue_opens=env.get("TENDERHALL_VENUE_OPENS", "07:30"),
+            venue_closes=env.get("TENDERHALL_VENUE_CLOSES", "20:00"),
         )
         if settings.default_language not in ("zh_CN", "en"):
             raise SettingsError("TENDERHALL_LANGUAGE must be zh_CN or en")

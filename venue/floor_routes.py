@@ -1,0 +1,3 @@
+"""Placeholder: replaced by the module's owner."""
+
+ROUTES: list = []
