@@ -174,3 +174,13 @@ CREATE TABLE venue_alerts (
     CONSTRAINT venue_alerts_ack_check CHECK ((acknowledged_at IS NULL) = (acknowledged_by IS NULL))
 );
 CREATE INDEX venue_alerts_open_idx ON venue_alerts (at DESC) WHERE acknowledged_at IS NULL;
+
+-- access control: a credential is revoked, not deleted (its decisions name it); grants are
+-- replayed by time to rebuild the anti-passback and re-entry memory after a restart.
+ALTER TABLE credentials ADD COLUMN revoked_at timestamptz;
+CREATE INDEX access_decisions_granted_idx ON access_decisions (at) WHERE granted;
+
+-- positions: a re-sent batch gets the same report as the first (its per-record errors too);
+-- batches are forgotten after a while (venue/position_jobs.py), by the time they came.
+ALTER TABLE position_batches ADD COLUMN errors jsonb NOT NULL DEFAULT '[]';
+CREATE INDEX position_batches_received_idx ON position_batches (received_at);

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from typing import Any, AsyncIterator, TypedDict
 
@@ -60,6 +61,18 @@ def make_templates(translator: Translator, settings: Settings) -> Jinja2Template
     return Jinja2Templates(env=env)
 
 
+_collector_tuned = False
+
+
+def _tune_collector() -> None:
+    """Once per process (tests start many apps in one): what exists now is frozen."""
+    global _collector_tuned
+    if not _collector_tuned:
+        gc.freeze()
+        gc.set_threshold(20_000, 20, 50)
+        _collector_tuned = True
+
+
 async def run_periodically(app: Starlette, state: State, jobs: list, interval: float) -> None:
     """Run each domain job now and then every `interval` seconds; a failing job is logged, not fatal."""
     while True:
@@ -93,6 +106,9 @@ def create_app(settings: Settings, *, extra_routes: list[BaseRoute] | None = Non
     from trading.routes import ROUTES as TRADING_ROUTES
     from venue.devices import load_or_create_token as load_device_token
     from venue.engine import VenueEngine
+    from venue.alert_jobs import JOBS as ALERT_JOBS, TICK_SECONDS as ALERT_TICK_SECONDS
+    from venue.jobs import INTERVAL_SECONDS as VENUE_JOB_SECONDS, JOBS as VENUE_JOBS, finish as finish_venue
+    from venue.position_jobs import JOBS as POSITION_JOBS
     from venue.routes import ROUTES as VENUE_ROUTES
 
     @contextlib.asynccontextmanager
@@ -129,7 +145,14 @@ def create_app(settings: Settings, *, extra_routes: list[BaseRoute] | None = Non
             )
             jobs = [asyncio.create_task(run_periodically(app, state, TRADING_JOBS, settings.job_interval_seconds)),
                     asyncio.create_task(run_periodically(app, state, EVALUATION_JOBS, settings.draw_job_seconds)),
-                    asyncio.create_task(session_media.run_live_check())]
+                    asyncio.create_task(session_media.run_live_check()),
+                    asyncio.create_task(run_periodically(app, state, VENUE_JOBS, VENUE_JOB_SECONDS)),
+                    asyncio.create_task(run_periodically(app, state, ALERT_JOBS, ALERT_TICK_SECONDS)),
+                    asyncio.create_task(run_periodically(app, state, POSITION_JOBS, settings.job_interval_seconds))]
+            # What start-up made lives as long as the process: out of the collector's sight, and
+            # fewer young-generation passes, so a full pass does not stall door decisions and
+            # alerts by tens of milliseconds under position load (bench/ingest.py, bench/access.py).
+            _tune_collector()
             try:
                 yield state
             finally:
@@ -137,6 +160,7 @@ def create_app(settings: Settings, *, extra_routes: list[BaseRoute] | None = Non
                     job.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await job
+                await finish_venue(app, state)  # door decisions still queued
                 # Closing the hub finishes the open recordings, whose log entries need the pool.
                 await media_hub.close()
                 await session_media.close()

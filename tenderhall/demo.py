@@ -236,6 +236,14 @@ async def _venues(pool: asyncpg.Pool, settings: Settings, signer, users) -> list
                                    supervisor=users["supervisor"], tender_code="FZ-2026-GC-003")
 
 
+async def _venue_floor(pool: asyncpg.Pool, signer, users) -> list[str]:  # type: ignore[no-untyped-def]
+    """The main venue's evaluation floor (FZ-3F) with its positioning transform, as the admin."""
+    from venue.demo_floor import describe
+
+    async with pool.acquire() as conn:
+        return await describe(conn, signer, users["admin"].id)
+
+
 async def seed(settings: Settings, *, reset: bool = False) -> None:
     """Seed the demo data once (or again with reset, which empties the database first)."""
     dsn, embedded = await resolve_dsn(settings)
@@ -261,6 +269,8 @@ async def seed(settings: Settings, *, reset: bool = False) -> None:
         print("\n".join(await _pool_and_draws(pool, settings, signer, users)))
         print("\nRemote evaluation (远程异地评标) venues and sessions:")
         print("\n".join(await _venues(pool, settings, signer, users)))
+        print("\nThe evaluation floor (venue supervision):")
+        print("\n".join(await _venue_floor(pool, signer, users)))
         print(f"\nKey files of the demo's bidders and custodians: {settings.data_dir / 'demo-keys'} "
               f"(passphrase: {KEY_PASSPHRASE}); restore one on the /keys page.")
         _print_logins()

@@ -1,3 +1,50 @@
-"""Placeholder: replaced by the module's owner."""
+"""The venue's alerts over HTTP: the list for supervisors and admins, a supervisor's acknowledgement."""
 
-ROUTES: list = []
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from tenderhall.web import AUTH_ERRORS, ApiDoc, ApiError, json_ok, page_params, read_json, roles, route
+from venue import alerts
+
+READERS = roles("supervisor", "admin")
+SUPERVISOR = roles("supervisor")
+TAGS = ("venue",)
+_ALERT = {"type": "object", "required": ["id", "rule", "severity", "at", "message", "people", "evidence"]}
+
+
+async def api_alerts(request: Request) -> Response:
+    """Alerts newest first; ?open=1 for those not acknowledged yet; ?page=, ?per_page=."""
+    page, per_page = page_params(request)
+    raw = request.query_params.get("open", "0")
+    if raw not in ("0", "1", "true", "false", ""):
+        raise ApiError(400, "invalid_query", "open must be 1 or 0")
+    return json_ok(await alerts.page(request.state.pool, raw in ("1", "true"), page, per_page))
+
+
+async def api_acknowledge(request: Request) -> Response:
+    """A supervisor acknowledges an alert with a note (logged, pushed as venue.alert_acknowledged)."""
+    state = request.state
+    try:
+        alert = await alerts.acknowledge(state.pool, state.platform_key, state.user.id,
+                                         request.path_params["alert_id"], await read_json(request))
+    except alerts.AlertRefused as exc:
+        raise ApiError(exc.status, exc.code, exc.message) from None
+    return json_ok({"alert": alert})
+
+
+ROUTES = [
+    route("/api/venue/alerts", api_alerts, access=READERS, doc=ApiDoc(
+        "The venue's alerts, newest first (open=1: not acknowledged)", tags=TAGS,
+        response={"type": "object", "required": ["alerts", "page", "per_page", "total"],
+                  "properties": {"alerts": {"type": "array", "items": _ALERT}}},
+        extra_responses={**AUTH_ERRORS, 400: "invalid_query"})),
+    route("/api/venue/alerts/{alert_id:int}/ack", api_acknowledge, methods=["POST"], access=SUPERVISOR, doc=ApiDoc(
+        "Acknowledge an alert with a note (supervisors)", tags=TAGS,
+        request={"type": "object", "required": ["note"], "properties": {
+            "note": {"type": "string", "minLength": 1, "maxLength": alerts.MAX_NOTE}}},
+        response={"type": "object", "required": ["alert"], "properties": {"alert": _ALERT}},
+        extra_responses={**AUTH_ERRORS, 404: "alert_not_found", 409: "already_acknowledged",
+                         422: "invalid_note"})),
+]

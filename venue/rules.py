@@ -1,0 +1,549 @@
+"""The venue's alert rules: pure functions over the tracked people, the doors and the workflow.
+
+No I/O and no clock: every function takes `now`. A rule says whether a condition holds for its
+subject; `Memory` turns conditions into alerts, one per ongoing condition: an alert is raised
+once its condition has held for the rule's threshold, and not again until the condition has
+ended, i.e. been false for `RuleConfig.clear_seconds` (jitter around a boundary — 2 m apart,
+a capacity of 20 — does not raise it twice; the tracker's hysteresis does the same for zones).
+
+Rules, their codes and severities (thresholds in RuleConfig):
+- wrong_zone (high): a person in a zone the access policy does not allow them in, now;
+- expert_left_room (high) / expert_left_closed_area (critical): an expert who was in their
+  room (in the closed area) is out of it while their evaluation is in progress;
+- expert_near_party (high; critical for a party of the expert's own tender): an expert within
+  `near_m` of a bidder or agent for more than `near_seconds`;
+- experts_meeting (high): experts of different evaluations within `near_m` for more than
+  `near_seconds`, not both in their own rooms;
+- tag_silent (medium): no position for more than `silence_seconds`, last seen in the closed area
+  (not for tags silent longer than `silence_forget_seconds`: those fell silent before a restart);
+- badge_tag_mismatch (high): a person's badge was granted at a door into zone A, but their
+  tag has been in zone B (neither A nor the door's outside) for more than `badge_tag_seconds`;
+- tailgating (high): a grant admits `capacity` people, but more tags crossed from the door's
+  outside zone into its inside zone within `tailgate_seconds` of it (its holder, and people
+  without a grant of their own through that zone's doors);
+- over_capacity (medium): more people in a zone than its capacity for more than `capacity_seconds`
+  (people seen within `present_seconds`);
+- after_hours (medium): present outside the venue's opening hours (local time);
+- dwell (medium): in a zone of a watched kind (the isolation corridor) longer than its limit
+  (and seen there within `present_seconds`);
+- door_forced (critical), door_held_open (medium): what the door controllers report.
+
+Proximity uses a grid of `near_m` cells, updated for the people who moved: each check looks
+at nine cells, never at every pair. venue/ruleset.py holds the rules together with their memory.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta, timezone
+from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
+from zoneinfo import ZoneInfo
+
+from venue.model import Alert, DoorEvent, Person, Position, Severity, Zone
+
+Key = tuple[Any, ...]
+Allowed = Callable[[Person, Zone, datetime], bool]
+PROXIMITY_ROLES = frozenset({"expert", "bidder", "agent"})
+PARTY_ROLES = frozenset({"bidder", "agent"})
+
+
+@dataclass(frozen=True)
+class RuleConfig:
+    """Every threshold of the rules, in seconds and metres."""
+
+    near_m: float = 2.0                   # expert and bidder/agent; experts of different evaluations
+    near_seconds: float = 10.0            # … closer than near_m for more than this
+    fresh_seconds: float = 5.0            # a position older than this is not where someone is now
+    left_room_seconds: float = 0.0        # out of the room (after the tracker's hysteresis) for more than this
+    silence_seconds: float = 30.0
+    silence_forget_seconds: float = 3600.0  # a tag silent longer was silent before a restart: not new
+    present_seconds: float = 300.0        # seen within this: counted for capacity and dwell
+    badge_tag_seconds: float = 30.0
+    badge_tag_window_seconds: float = 300.0  # a grant whose tag never reached the zone is forgotten after this
+    tailgate_seconds: float = 8.0         # crossings this long after a grant count against it …
+    tailgate_lead_seconds: float = 2.0    # … and this long before (door and tag clocks differ)
+    capacity_seconds: float = 5.0
+    dwell: tuple[tuple[str, float], ...] = (("isolation_corridor", 300.0),)  # zone kind, seconds
+    opens: time = time(7, 30)
+    closes: time = time(20, 0)
+    timezone: str = "Asia/Shanghai"
+    after_hours_exempt: frozenset[str] = frozenset()  # roles never "after hours" (e.g. staff on duty)
+    clear_seconds: float = 5.0            # a condition false this long has ended
+    forget_seconds: float = 3600.0        # a condition nobody looked at this long is dropped
+    evidence_limit: int = 12
+
+
+def parse_clock(text: str) -> time:
+    """"HH:MM" (24 h) as a time; ValueError otherwise."""
+    hours, sep, minutes = text.partition(":")
+    if not sep or not hours.isdigit() or not minutes.isdigit() or len(minutes) != 2:
+        raise ValueError(f"not a clock time HH:MM: {text!r}")
+    return time(int(hours), int(minutes))
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+@dataclass(frozen=True)
+class Presence:
+    """What the rules read of one tracked person: the last position and the zone (with hysteresis)."""
+
+    person: Person
+    floor: str
+    x: float
+    y: float
+    seen: datetime              # the last position's time
+    zone: Zone | None           # None: in no zone of the plan
+    since: datetime             # in `zone` since
+    tag: str = ""
+    trail: tuple[Position, ...] = ()  # recent positions, oldest first
+
+
+@dataclass(frozen=True)
+class Crossing:
+    """A zone transition the tracker confirmed: `person` left `left` and entered `entered` at `t`
+    (zone ids on `floor`; None: no zone); `zone` is the entered zone when known."""
+
+    person: uuid.UUID
+    floor: str
+    t: datetime
+    left: str | None
+    entered: str | None
+    zone: Zone | None = None
+
+
+class Door(Protocol):
+    """What the rules read of a door: model.Door and the access policy's Reader both have it."""
+
+    reader_id: str
+    floor: str
+    inside_zone: str
+    outside_zone: str | None
+    capacity: int
+
+
+@dataclass(frozen=True)
+class Grant:
+    """A door granted to a person's badge."""
+
+    door: Door
+    t: datetime
+    person: uuid.UUID | None
+    credential: str = ""
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """An expert's seat in an evaluation: the session (or only the tender, evaluated without a
+    remote session), the room's zone when known, and when the evaluation is in progress."""
+
+    tender: uuid.UUID
+    session: uuid.UUID | None = None
+    room: tuple[str, str] | None = None                # (floor code, zone id)
+    evaluating: bool = False                           # the session is in an active evaluation stage
+    window: tuple[datetime, datetime] | None = None    # or: the tender's scheduled evaluation window
+
+    @property
+    def evaluation(self) -> uuid.UUID:
+        return self.session or self.tender
+
+    def in_progress(self, now: datetime) -> bool:
+        return self.evaluating or (self.window is not None and self.window[0] <= now < self.window[1])
+
+
+@dataclass(frozen=True)
+class Workflow:
+    """Who is evaluating what right now, and who takes part in those tenders as bidder or agent."""
+
+    people: Mapping[uuid.UUID, Person] = field(default_factory=dict)
+    experts: Mapping[uuid.UUID, Assignment] = field(default_factory=dict)      # person -> seat
+    parties: Mapping[uuid.UUID, frozenset[uuid.UUID]] = field(default_factory=dict)  # person -> tenders
+
+
+# --------------------------------------------------------------------------- memory
+
+
+@dataclass
+class Ongoing:
+    began: datetime
+    last_held: datetime
+    detail: Any = None
+    alerted: bool = False
+    false_since: datetime | None = None
+
+
+class Memory:
+    """Ongoing conditions by key: when each began and whether it has raised its alert."""
+
+    def __init__(self, clear_seconds: float, forget_seconds: float = 3600.0) -> None:
+        self.clear = timedelta(seconds=clear_seconds)
+        self.forget = timedelta(seconds=forget_seconds)
+        self.open: dict[Key, Ongoing] = {}
+
+    def hold(self, key: Key, now: datetime, after: float = 0.0, detail: Any = None) -> bool:
+        """The condition holds at `now`. True exactly once per ongoing condition: when it has held
+        for more than `after` seconds (at once when `after` is 0). A different `detail` (another
+        zone) is another condition."""
+        o = self.open.get(key)
+        if o is None or o.detail != detail or (o.false_since is not None and now - o.false_since >= self.clear):
+            o = self.open[key] = Ongoing(now, now, detail)
+        o.false_since, o.last_held = None, max(o.last_held, now)
+        if o.alerted or (after > 0 and (now - o.began).total_seconds() <= after):
+            return False
+        o.alerted = True
+        return True
+
+    def release(self, key: Key, now: datetime) -> None:
+        """The condition does not hold at `now`; it ends once false for `clear_seconds`."""
+        o = self.open.get(key)
+        if o is None:
+            return
+        if o.false_since is None:
+            o.false_since = now
+        if now - o.false_since >= self.clear:
+            del self.open[key]
+
+    def sweep(self, now: datetime) -> None:
+        """Drop ended conditions and those nobody has looked at for `forget_seconds`."""
+        for key, o in list(self.open.items()):
+            if (o.false_since is not None and now - o.false_since >= self.clear) or now - o.last_held > self.forget:
+                del self.open[key]
+
+
+class Grid:
+    """People of the proximity roles by (floor, cell); a cell is `size` metres square."""
+
+    def __init__(self, size: float) -> None:
+        self.size = size
+        self.cells: dict[tuple[str, int, int], dict[uuid.UUID, Presence]] = {}
+        self.cell_of: dict[uuid.UUID, tuple[str, int, int]] = {}
+
+    def put(self, p: Presence) -> None:
+        pid = p.person.id
+        cell = (p.floor, math.floor(p.x / self.size), math.floor(p.y / self.size))
+        old = self.cell_of.get(pid)
+        if old is not None and old != cell:
+            bucket = self.cells.get(old)
+            if bucket is not None:
+                bucket.pop(pid, None)
+                if not bucket:
+                    del self.cells[old]
+        self.cells.setdefault(cell, {})[pid] = p
+        self.cell_of[pid] = cell
+
+    def near(self, p: Presence, distance: float, fresh_after: datetime) -> Iterable[Presence]:
+        """Others within `distance` of p (distance ≤ size), seen at or after `fresh_after`."""
+        floor, cx, cy = p.floor, math.floor(p.x / self.size), math.floor(p.y / self.size)
+        limit = distance * distance
+        for dx in (-1, 0, 1):
+            for dy in (-1, 0, 1):
+                bucket = self.cells.get((floor, cx + dx, cy + dy))
+                if not bucket:
+                    continue
+                for q in bucket.values():
+                    if (q.x - p.x) ** 2 + (q.y - p.y) ** 2 <= limit and q is not p and q.seen >= fresh_after:
+                        yield q
+
+
+# --------------------------------------------------------------------------- evidence
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _metres(value: float) -> str:
+    return f"{value:.2f}"  # measures travel as decimal strings (canonical JSON has no floats)
+
+
+def position_evidence(p: Presence, count: int = 3) -> list[dict[str, Any]]:
+    """The last `count` positions of a person (the trail, else the last position)."""
+    pid = str(p.person.id)
+    trail = p.trail[-count:] or (Position(p.tag, p.seen, p.floor, p.x, p.y),)
+    return [{"type": "position", "person": pid, "tag": pos.tag or p.tag, "t": _iso(pos.t), "floor": pos.floor,
+             "x": _metres(pos.x), "y": _metres(pos.y), "zone": p.zone.id if p.zone else None} for pos in trail]
+
+
+def grant_evidence(g: Grant) -> dict[str, Any]:
+    return {"type": "grant", "reader": g.door.reader_id, "t": _iso(g.t),
+            "person": str(g.person) if g.person else None, "zone": g.door.inside_zone}
+
+
+def crossing_evidence(c: Crossing) -> dict[str, Any]:
+    return {"type": "crossing", "person": str(c.person), "t": _iso(c.t), "floor": c.floor,
+            "from": c.left, "to": c.entered}
+
+
+def door_event_evidence(e: DoorEvent) -> dict[str, Any]:
+    return {"type": "door_event", "reader": e.reader_id, "t": _iso(e.t), "kind": e.kind}
+
+
+def _who(person: Person) -> str:
+    return f"{person.name} ({person.role})"
+
+
+def _alert(config: RuleConfig, rule: str, severity: Severity, now: datetime, message: str,
+           people: Sequence[uuid.UUID], zone: Zone | None, evidence: Sequence[dict[str, Any]],
+           floor: str | None = None) -> Alert:
+    return Alert(rule, severity, now, message, tuple(people), zone.floor if zone else floor,
+                 zone.id if zone else None, tuple(evidence[-config.evidence_limit:]))
+
+
+# --------------------------------------------------------------------------- rules, one person
+
+
+def wrong_zone(memory: Memory, config: RuleConfig, p: Presence, allowed: Allowed | None,
+               now: datetime) -> Alert | None:
+    """A person in a zone the access policy does not allow them in at `now`."""
+    key = ("wrong_zone", p.person.id)
+    if allowed is None or p.zone is None or allowed(p.person, p.zone, now):
+        memory.release(key, now)
+        return None
+    if not memory.hold(key, now, detail=(p.zone.floor, p.zone.id)):
+        return None
+    return _alert(config, "wrong_zone", "high", now, f"{_who(p.person)} is in {p.zone.name}, where they are not allowed",
+                  [p.person.id], p.zone, position_evidence(p))
+
+
+def passed_through(memory: Memory, config: RuleConfig, moved: Sequence[Presence], crossings: Sequence[Crossing],
+                   workflow: Workflow, allowed: Allowed, now: datetime) -> list[Alert]:
+    """wrong_zone for zones entered and left again within one batch (the people's new state
+    shows only where they ended up): judged at the crossing's time."""
+    ended = {p.person.id: (p.zone.floor, p.zone.id) if p.zone else None for p in moved}
+    out = []
+    for c in crossings:
+        zone, person = c.zone, workflow.people.get(c.person)
+        if zone is None or person is None or ended.get(c.person) == (zone.floor, zone.id) or allowed(person, zone, c.t):
+            continue
+        if memory.hold(("wrong_zone", person.id), now, detail=(zone.floor, zone.id)):
+            out.append(_alert(config, "wrong_zone", "high", now, f"{_who(person)} went through {zone.name}, "
+                              "where they are not allowed", [person.id], zone, [crossing_evidence(c)]))
+    return out
+
+
+def expert_left(memory: Memory, config: RuleConfig, p: Presence, seat: Assignment | None,
+                marks: set[Key], now: datetime) -> list[Alert]:
+    """An expert out of their room, or out of the closed area, while their evaluation is in progress.
+
+    Only after they were seen inside (in the room; in the closed area) with this seat: an expert
+    on the way in has not left anything. `marks` remembers that, per evaluation.
+    """
+    if seat is None:
+        return []
+    pid, zone = p.person.id, p.zone
+    in_room = seat.room is not None and zone is not None and (zone.floor, zone.id) == seat.room
+    in_closed = zone is not None and zone.closed_area
+    if in_room:
+        marks.add(("room", pid, seat.evaluation))
+    if in_closed:
+        marks.add(("closed", pid, seat.evaluation))
+    progress = seat.in_progress(now)
+    out: list[Alert] = []
+    checks = (("expert_left_room", "room", not in_room, "high", "left the evaluation room"),
+              ("expert_left_closed_area", "closed", not in_closed, "critical", "left the closed evaluation area"))
+    for rule, mark, outside, severity, what in checks:
+        key = (rule, pid)
+        if progress and outside and (mark, pid, seat.evaluation) in marks:
+            if memory.hold(key, now, config.left_room_seconds, detail=seat.evaluation):
+                where = f" and is in {zone.name}" if zone else ""
+                out.append(_alert(config, rule, severity, now,
+                                  f"expert {p.person.name} {what} during the evaluation{where}",
+                                  [pid], zone, position_evidence(p), floor=p.floor))
+        else:
+            memory.release(key, now)
+    return out
+
+
+def badge_tag_mismatch(memory: Memory, config: RuleConfig, p: Presence, grant: Grant,
+                       now: datetime) -> Alert | None:
+    """The badge was last granted into zone A, the tag has been in another zone B (not the door's
+    outside) for more than `badge_tag_seconds` since."""
+    door, zone = grant.door, p.zone
+    if zone is None or zone.floor != door.floor or zone.id in (door.inside_zone, door.outside_zone):
+        return None
+    if (now - max(grant.t, p.since)).total_seconds() <= config.badge_tag_seconds:
+        return None
+    if not memory.hold(("badge_tag_mismatch", p.person.id, grant.t), now):
+        return None
+    return _alert(config, "badge_tag_mismatch", "high", now,
+                  f"the badge of {_who(p.person)} was granted into {door.inside_zone} at reader {door.reader_id}, "
+                  f"but their tag is in {zone.name}", [p.person.id], zone,
+                  [grant_evidence(grant), *position_evidence(p)])
+
+
+def tag_silent(memory: Memory, config: RuleConfig, p: Presence, now: datetime) -> Alert | None:
+    """No position for more than `silence_seconds`, last seen inside the closed area."""
+    key = ("tag_silent", p.person.id)
+    silent = (now - p.seen).total_seconds()
+    if p.zone is None or not p.zone.closed_area or not config.silence_seconds < silent <= config.silence_forget_seconds:
+        memory.release(key, now)
+        return None
+    if not memory.hold(key, now, detail=p.seen):
+        return None
+    return _alert(config, "tag_silent", "medium", now,
+                  f"the tag of {_who(p.person)} has been silent for {int(silent)} s in {p.zone.name}",
+                  [p.person.id], p.zone, position_evidence(p))
+
+
+def dwell(memory: Memory, config: RuleConfig, p: Presence, now: datetime) -> Alert | None:
+    """In a zone of a watched kind (the isolation corridor) for longer than its limit."""
+    limit = dict(config.dwell).get(p.zone.kind) if p.zone else None
+    key = ("dwell", p.person.id)
+    if limit is None or p.zone is None or (now - p.since).total_seconds() <= limit or \
+            (now - p.seen).total_seconds() > config.present_seconds:
+        memory.release(key, now)
+        return None
+    if not memory.hold(key, now, detail=(p.zone.floor, p.zone.id, p.since)):
+        return None
+    minutes = int((now - p.since).total_seconds() // 60)
+    return _alert(config, "dwell", "medium", now, f"{_who(p.person)} has been in {p.zone.name} for {minutes} min",
+                  [p.person.id], p.zone, position_evidence(p))
+
+
+def is_after_hours(config: RuleConfig, now: datetime) -> bool:
+    """Whether `now` is outside [opens, closes) in the venue's time zone (closes < opens: overnight)."""
+    local = now.astimezone(ZoneInfo(config.timezone)).time()
+    if config.opens <= config.closes:
+        return not (config.opens <= local < config.closes)
+    return config.closes <= local < config.opens
+
+
+def after_hours(memory: Memory, config: RuleConfig, p: Presence, closed_now: bool, now: datetime) -> Alert | None:
+    """Present (seen within `silence_seconds`) while the venue is closed."""
+    key = ("after_hours", p.person.id)
+    present = (now - p.seen).total_seconds() <= config.silence_seconds
+    if not closed_now or not present or p.person.role in config.after_hours_exempt:
+        memory.release(key, now)
+        return None
+    if not memory.hold(key, now):
+        return None
+    where = f" in {p.zone.name}" if p.zone else ""
+    return _alert(config, "after_hours", "medium", now, f"{_who(p.person)} is present after hours{where}",
+                  [p.person.id], p.zone, position_evidence(p), floor=p.floor)
+
+
+# --------------------------------------------------------------------------- rules, pairs and zones
+
+
+def pair_conditions(config: RuleConfig, experts: Grid, parties: Grid, p: Presence, workflow: Workflow,
+                    now: datetime) -> list[tuple[Key, Presence, Presence]]:
+    """The proximity conditions that hold for p now: (key, expert, other). Experts and parties
+    (bidders, agents) are in grids of their own, so a party looks at experts only."""
+    role = p.person.role
+    fresh_after = now - timedelta(seconds=config.fresh_seconds)
+    if role not in PROXIMITY_ROLES or p.seen < fresh_after:
+        return []
+    if role != "expert":
+        return [(("expert_near_party", q.person.id, p.person.id), q, p)
+                for q in experts.near(p, config.near_m, fresh_after)]
+    held = [(("expert_near_party", p.person.id, q.person.id), p, q) for q in parties.near(p, config.near_m, fresh_after)]
+    if p.person.id in workflow.experts:
+        for q in experts.near(p, config.near_m, fresh_after):
+            if _meeting(workflow, p, q):
+                a, b = sorted((p, q), key=lambda x: x.person.id)
+                held.append((("experts_meeting", a.person.id, b.person.id), a, b))
+    return held
+
+
+def _meeting(workflow: Workflow, p: Presence, q: Presence) -> bool:
+    sp, sq = workflow.experts.get(p.person.id), workflow.experts.get(q.person.id)
+    if sp is None or sq is None or sp.evaluation == sq.evaluation:
+        return False
+
+    def at_own_room(x: Presence, seat: Assignment) -> bool:
+        return x.zone is not None and (x.zone.floor, x.zone.id) == seat.room
+
+    return not (at_own_room(p, sp) and at_own_room(q, sq))
+
+
+def pair_alert(config: RuleConfig, key: Key, a: Presence, b: Presence, workflow: Workflow, now: datetime) -> Alert:
+    """The alert of a proximity condition that has held long enough."""
+    evidence = [*position_evidence(a), *position_evidence(b)]
+    if key[0] == "experts_meeting":
+        return _alert(config, "experts_meeting", "high", now,
+                      f"experts of different evaluations {a.person.name} and {b.person.name} "
+                      f"have been within {config.near_m:g} m for over {config.near_seconds:g} s",
+                      [a.person.id, b.person.id], a.zone, evidence, floor=a.floor)
+    seat = workflow.experts.get(a.person.id)
+    own = seat is not None and seat.tender in workflow.parties.get(b.person.id, frozenset())
+    return _alert(config, "expert_near_party", "critical" if own else "high", now,
+                  f"expert {a.person.name} has been within {config.near_m:g} m of {_who(b.person)} "
+                  f"for over {config.near_seconds:g} s" + (" — a party of the tender they evaluate" if own else ""),
+                  [a.person.id, b.person.id], a.zone, evidence, floor=a.floor)
+
+
+def over_capacity(memory: Memory, config: RuleConfig, presences: Iterable[Presence], now: datetime) -> list[Alert]:
+    """Zones holding more people than their capacity for more than `capacity_seconds`."""
+    counts: dict[tuple[str, str], list[Presence]] = {}
+    zones: dict[tuple[str, str], Zone] = {}
+    seen_after = now - timedelta(seconds=config.present_seconds)
+    for p in presences:
+        if p.zone is not None and p.zone.capacity is not None and p.seen >= seen_after:
+            zkey = (p.zone.floor, p.zone.id)
+            counts.setdefault(zkey, []).append(p)
+            zones[zkey] = p.zone
+    out = []
+    for zkey, inside in counts.items():
+        zone = zones[zkey]
+        key = ("over_capacity", *zkey)
+        if len(inside) <= (zone.capacity or 0):
+            memory.release(key, now)
+        elif memory.hold(key, now, config.capacity_seconds):
+            evidence = [e for p in inside[:config.evidence_limit] for e in position_evidence(p, 1)]
+            out.append(_alert(config, "over_capacity", "medium", now,
+                              f"{zone.name} holds {len(inside)} people; its capacity is {zone.capacity}",
+                              [p.person.id for p in inside], zone, evidence))
+    for key in [k for k in memory.open if k[0] == "over_capacity" and k[1:] not in counts]:
+        memory.release(key, now)
+    return out
+
+
+def crossers(config: RuleConfig, grant: Grant, crossings: Iterable[Crossing],
+             grants: Iterable[Grant]) -> list[Crossing]:
+    """Who crossed `grant`'s door (its outside zone into its inside zone) around the grant's time
+    on it: its holder, and others who had no grant of their own into that zone around theirs."""
+    door = grant.door
+    lead, after = timedelta(seconds=config.tailgate_lead_seconds), timedelta(seconds=config.tailgate_seconds)
+    granted = [(g.person, g.t) for g in grants if g is not grant and g.person is not None
+               and g.door.floor == door.floor and g.door.inside_zone == door.inside_zone]
+    out: dict[uuid.UUID, Crossing] = {}
+    for c in crossings:
+        if c.floor != door.floor or c.entered != door.inside_zone or c.left != door.outside_zone:
+            continue
+        if not grant.t - lead <= c.t <= grant.t + after:
+            continue
+        if c.person != grant.person and any(person == c.person and t - after <= c.t <= t + after
+                                            for person, t in granted):
+            continue
+        out.setdefault(c.person, c)
+    return list(out.values())
+
+
+def door_event_alert(memory: Memory, config: RuleConfig, event: DoorEvent, door: Door | None,
+                     recent: Sequence[DoorEvent], now: datetime) -> Alert | None:
+    """A door forced open (critical) or held open (medium), once per event."""
+    if event.kind not in ("forced", "held_open"):
+        return None
+    if not memory.hold(("door_" + event.kind, event.reader_id, event.t), now):
+        return None
+    severity: Severity = "critical" if event.kind == "forced" else "medium"
+    what = "was forced open" if event.kind == "forced" else "is held open"
+    return Alert("door_" + event.kind, severity, now, f"the door of reader {event.reader_id} {what}", (),
+                 door.floor if door else None, door.inside_zone if door else None,
+                 tuple(door_event_evidence(e) for e in list(recent)[-config.evidence_limit:]))
+
+
+def tailgating_alert(config: RuleConfig, grant: Grant, crossed: Sequence[Crossing], workflow: Workflow,
+                     now: datetime) -> Alert:
+    """The alert of a grant through which more people crossed than it admits (see `crossers`)."""
+    door = grant.door
+    holder = workflow.people.get(grant.person) if grant.person else None
+    names = [workflow.people[c.person].name for c in crossed if c.person in workflow.people]
+    people = list(dict.fromkeys(([grant.person] if grant.person else []) + [c.person for c in crossed]))
+    return Alert("tailgating", "high", now,
+                 f"reader {door.reader_id} let {door.capacity} in on the badge of "
+                 f"{_who(holder) if holder else 'an unknown person'}, but {len(crossed)} people crossed"
+                 + (f" ({', '.join(names)})" if names else ""), tuple(people), door.floor, door.inside_zone,
+                 tuple([grant_evidence(grant), *map(crossing_evidence, crossed)][:config.evidence_limit]))
