@@ -113,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     from evaluation import draw_cli
     from trading import cli as trading_cli
     from trading import hall_cli
+    from venue import simulate_run
 
     parser = argparse.ArgumentParser(prog="tenderhall", description="Tenderhall: sealed online bidding and remote evaluation.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -161,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     trading_cli.add_commands(sub)
     hall_cli.add_commands(sub)
     draw_cli.add_commands(sub)
+    simulate_run.add_commands(sub)
     return parser
 
 
