@@ -245,8 +245,8 @@ async def _tender_for(conn: asyncpg.Connection, user: CurrentUser, tender_id: uu
 
 
 async def issue_agent_code(deps: Deps, user: CurrentUser, data: Any) -> dict[str, Any]:
-    """A per-project code for an agent's staff member on one day; the code is in this answer
-    only (its SHA-256 is stored and logged)."""
+    """A per-project code for an agent's staff member on one day; the code and its QR symbol
+    (`qr_svg`) are in this answer only (its SHA-256 is stored and logged)."""
     body = body_object(data)
     tender_id = uuid_field(body, "tender_id")
     person_id = uuid_field(body, "person_id")
@@ -272,10 +272,25 @@ async def issue_agent_code(deps: Deps, user: CurrentUser, data: Any) -> dict[str
         await log.append_entry(conn, deps.platform_key, "venue.agent_code_issued", {
             "code": str(code_id), "tender": str(tender_id), "person": str(person_id), "valid_on": valid_on.isoformat(),
             "code_sha256": code_hash.hex(), "by": str(user.id)})
-    return {"id": str(code_id), "code": code, "qr_payload": agent_codes.qr_payload(code),
+    payload = agent_codes.qr_payload(code)
+    return {"id": str(code_id), "code": code, "qr_payload": payload, "qr_svg": agent_codes.qr_svg(payload),
             "valid_on": valid_on.isoformat(), "tender": {"id": str(tender_id), "code": tender["code"],
                                                           "name": tender["name"]},
             "person": {"id": str(person_id), "name": person["name"]}}
+
+
+PAGE_CHOICES = 500  # tenders and agent staff offered on the page; the API takes any id
+
+
+async def agent_codes_page(deps: Deps, user: CurrentUser) -> dict[str, Any]:
+    """What the /venue/agent-codes page offers: the tenders the user may issue codes for (an
+    agent's own; an admin's, every tender), the venue people whose role is agent, and today."""
+    async with deps.pool.acquire() as conn:
+        tenders = await store.tenders_for_codes(conn, None if "admin" in user.roles else user.id, PAGE_CHOICES)
+        staff = await store.people_page(conn, "agent", PAGE_CHOICES, 0)
+    return {"tenders": [{"id": str(t["id"]), "code": t["code"], "name": t["name"]} for t in tenders],
+            "staff": [{"id": str(p["id"]), "name": p["name"]} for p in staff],
+            "today": _today(deps, utc_now()).isoformat()}
 
 
 async def list_agent_codes(deps: Deps, user: CurrentUser, tender_id: uuid.UUID) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """Access control endpoints: people, credentials and rules (admins; supervisors read), door
 decisions and door events for door controllers (HTTP and the /ws/venue/doors websocket), the
-decision record, and 代理码 issue and scan.
+decision record, and 代理码 issue and scan (the API and the /venue/agent-codes page).
 
 Door controllers authenticate with `Authorization: Bearer <venue device token>` (venue/devices.py,
 compared in constant time); a logged-in admin may call the same endpoints from a browser, with
@@ -25,7 +25,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from tenderhall.web import (
     AUTH_ERRORS, ApiDoc, ApiError, GuardedRoute, GuardedWebSocketRoute, _origin_ok, error_response, guarded, json_ok,
-    page_params, read_json, resolve_session, roles, route,
+    page_params, read_json, render, resolve_session, roles, route,
 )
 from venue import access_people as people
 from venue import access_service as svc
@@ -277,6 +277,12 @@ async def api_scan_agent_code(request: Request) -> Response:
                                                   await read_json(request, MAX_BODY))))
 
 
+async def agent_codes_page(request: Request) -> Response:
+    """Issue a 代理码 (its QR shown once), list a tender's codes, and scan one at the entrance."""
+    return render(request, "venue/agent_codes.html", await _run(people.agent_codes_page(_deps(request),
+                                                                                          request.state.user)))
+
+
 # ---------------------------------------------------------------------------- routes
 
 _ERRORS = {**AUTH_ERRORS, 413: "too_large", 422: "invalid_body and field codes"}
@@ -328,5 +334,6 @@ ROUTES = [
     route("/api/venue/agent-codes/scan", api_scan_agent_code, methods=["POST"], access=STAFF,
           doc=_doc("代理码: a scan at the entrance, accepted or refused with a reason (recorded and logged)", True,
                    errors={404: "tender_not_found"})),
+    route("/venue/agent-codes", agent_codes_page, access=STAFF, name="venue_agent_codes"),
     GuardedWebSocketRoute("/ws/venue/doors", doors_socket, access=ADMIN),
 ]

@@ -4,6 +4,10 @@ Pure: the randomness and the day are passed in. A code is 128 random bits in RFC
 without padding (26 characters, A–Z and 2–7: easy to read out, type or scan); it is shown once
 and only its SHA-256 is stored. The QR payload is `THAC1:<code>` (the 1 versions the format).
 
+The QR symbol (ISO/IEC 18004, error correction level M: 15 % of it may be smudged or torn) is
+drawn by segno as a standalone SVG, with the SVG namespace and a white quiet zone, so a page can
+show it as an `<img>` from a data URI whatever the page's colours.
+
 A scan answers `accepted`, or refuses in this order (the first that applies):
 
 - unknown_code    not a code, or no code has this digest
@@ -15,9 +19,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import re
 import uuid
 from datetime import date
+
+import segno
 
 PREFIX = "THAC1:"
 CODE_BYTES = 16  # 128 bits
@@ -36,6 +43,15 @@ def make_code(random_bytes: bytes) -> str:
 
 def qr_payload(code: str) -> str:
     return PREFIX + code
+
+
+def qr_svg(payload: str) -> str:
+    """The QR symbol of `payload` as a standalone SVG document (4 px a module, the 4-module quiet
+    zone of ISO/IEC 18004 included); ValueError (segno's DataOverflowError) if the payload is too
+    long for any QR version."""
+    out = io.BytesIO()
+    segno.make_qr(payload, error="m").save(out, kind="svg", scale=4, xmldecl=False, nl=False, light="#fff")
+    return out.getvalue().decode("utf-8")
 
 
 def parse(text: str) -> str | None:

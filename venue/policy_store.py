@@ -221,6 +221,13 @@ async def tender(conn: asyncpg.Connection, tender_id: uuid.UUID) -> asyncpg.Reco
     return await conn.fetchrow("SELECT id, code, name, agent_id FROM tenders WHERE id = $1", tender_id)
 
 
+async def tenders_for_codes(conn: asyncpg.Connection, agent_id: uuid.UUID | None, limit: int) -> list[asyncpg.Record]:
+    """The tenders of one agent (every tender when agent_id is None), latest deadline first."""
+    return await conn.fetch("""
+        SELECT id, code, name FROM tenders WHERE $1::uuid IS NULL OR agent_id = $1
+        ORDER BY deadline DESC, id LIMIT $2""", agent_id, limit)
+
+
 async def insert_agent_code(conn: asyncpg.Connection, code_id: uuid.UUID, tender_id: uuid.UUID, person_id: uuid.UUID,
                             code_hash: bytes, valid_on: date, created_by: uuid.UUID, now: datetime) -> None:
     await conn.execute("""

@@ -20,6 +20,7 @@ from tests.factories import TestUser as User, login, make_user, run_db
 from tests.integration.test_submission import tender_input
 from tests.session_world import make_world, sign_in_all
 from venue import access_service as svc
+from venue import agent_codes
 
 FLOOR = "F3"
 # corridor C (entered from outside the floor), rooms R1 (in and out readers) and R2
@@ -373,6 +374,7 @@ def test_agent_codes_issue_and_scan(client: TestClient, settings: Settings, admi
     issued = ok(client.post("/api/venue/agent-codes", json=body), 201)
     code = issued["code"]
     assert len(code) == 26 and issued["qr_payload"] == "THAC1:" + code
+    assert issued["qr_svg"] == agent_codes.qr_svg(issued["qr_payload"])
     tomorrow = ok(client.post("/api/venue/agent-codes", json={**body, "valid_on": (today + timedelta(days=1)).isoformat()}),
                   201)["code"]
     refused(client.post("/api/venue/agent-codes", json={**body, "person_id": visitor["id"]}), 422, "not_an_agent")
@@ -411,3 +413,29 @@ def test_agent_codes_issue_and_scan(client: TestClient, settings: Settings, admi
     assert stored == 1
     listed = ok(client.get(f"/api/venue/agent-codes?tender_id={tender['id']}"))["codes"]
     assert [c["accepted_scans"] for c in listed] == [2, 0] and "code" not in listed[0]
+
+
+def test_agent_codes_page_offers_the_agents_tenders_and_staff(client: TestClient, settings: Settings,
+                                                              admin: User) -> None:
+    dsn = settings.database_url
+    agent = make_user(dsn, "agent")
+    login(client, agent)
+    tender = ok(client.post("/api/tenders", json=tender_input([], 0, decryption_rule="void")), 201)["tender"]
+    login(client, make_user(dsn, "agent"))
+    theirs = ok(client.post("/api/tenders", json=tender_input([], 0, decryption_rule="void")), 201)["tender"]
+    login(client, admin)
+    staff = ok(client.post("/api/venue/people", json={"name": "代理员工乙", "role": "agent"}), 201)["person"]
+    ok(client.post("/api/venue/people", json={"name": "访客乙", "role": "visitor"}), 201)
+
+    login(client, agent)
+    page = client.get("/venue/agent-codes")
+    assert page.status_code == 200, page.text
+    assert 'id="issue-form"' in page.text and 'id="scan-form"' in page.text
+    assert f'value="{tender["id"]}"' in page.text and f'value="{theirs["id"]}"' not in page.text
+    assert f'value="{staff["id"]}"' in page.text and "访客乙" not in page.text
+    assert '/static/venue/agent_codes.js' in page.text and 'href="/venue/agent-codes"' in page.text
+
+    login(client, make_user(dsn, "bidder"))
+    forbidden = client.get("/venue/agent-codes")
+    assert forbidden.status_code == 403 and 'data-code="role_forbidden"' in forbidden.text
+    assert 'href="/venue/agent-codes"' not in forbidden.text

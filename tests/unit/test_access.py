@@ -3,10 +3,13 @@ reason code, the order they are checked in, window boundaries, anti-passback and
 
 from __future__ import annotations
 
+import re
 import uuid
+import xml.etree.ElementTree as ET
 from datetime import date, datetime, timedelta, timezone
 
 import pytest
+import segno
 
 from venue import access, agent_codes
 from venue.access import Memory, Passage, Policy, Reader, allowed_in, decide
@@ -232,3 +235,42 @@ def test_agent_code_scan_reasons_in_order() -> None:
     assert agent_codes.scan_reason(tender, day, day, tender) == "accepted"
     assert agent_codes.scan_reason(tender, day, day + timedelta(days=1), None) == "wrong_day"
     assert agent_codes.scan_reason(tender, day, day + timedelta(days=1), other) == "wrong_project"
+
+
+def _dark_modules(svg: str) -> set[tuple[int, int]]:
+    """The (row, column) of every dark module drawn by a segno SVG path: `M x y+0.5` then runs of
+    `h n` (n dark modules) and relative moves `m dx dy`, in module units."""
+    root = ET.fromstring(svg)
+    ns = {"svg": "http://www.w3.org/2000/svg"}
+    (path,) = [p for p in root.iterfind(".//svg:path", ns) if p.get("class") == "qrline"]
+    dark: set[tuple[int, int]] = set()
+    x = y = 0.0
+    tokens = re.findall(r"[Mmh]|-?\d+(?:\.\d+)?", path.get("d", ""))
+    i = 0
+    while i < len(tokens):
+        op = tokens[i]
+        if op == "M":
+            x, y, i = float(tokens[i + 1]), float(tokens[i + 2]), i + 3
+        elif op == "m":
+            x, y, i = x + float(tokens[i + 1]), y + float(tokens[i + 2]), i + 3
+        else:  # h: a run of dark modules along the row
+            n = int(float(tokens[i + 1]))
+            dark.update((int(y), int(x) + k) for k in range(n))
+            x, i = x + n, i + 2
+    return dark
+
+
+def test_agent_code_qr_svg_is_the_payloads_qr_symbol() -> None:
+    payload = agent_codes.qr_payload(agent_codes.make_code(bytes(range(16))))
+    svg = agent_codes.qr_svg(payload)
+    root = ET.fromstring(svg)  # a standalone document, so it can be an <img> from a data URI
+    assert root.tag == "{http://www.w3.org/2000/svg}svg" and "<script" not in svg
+    symbol = segno.make_qr(payload, error="m")
+    assert symbol.error == "M"
+    border = 4  # the quiet zone ISO/IEC 18004 asks for
+    expected = {(r + border, c + border) for r, row in enumerate(symbol.matrix) for c, bit in enumerate(row) if bit}
+    assert _dark_modules(svg) == expected
+    size = symbol.symbol_size(scale=4)[0]
+    assert (root.get("width"), root.get("height")) == (str(size), str(size))
+    with pytest.raises(ValueError):
+        agent_codes.qr_svg("X" * 8000)  # more than any QR version holds
