@@ -22,8 +22,8 @@ from evaluation import venue_service
 from evaluation.draw_service import Deps
 from evaluation.scoring import ScoringError
 from evaluation.session_rules import SessionRefused
-from tenderhall import bus as event_bus
 from tenderhall.accounts import CurrentUser
+from tenderhall.event_routes import send_backlog, send_live
 from tenderhall.media_hub import MediaRefused
 from tenderhall.web import (
     ANY_USER, ApiDoc, ApiError, GuardedWebSocketRoute, _origin_ok, json_ok, page_params, read_json, render,
@@ -37,8 +37,7 @@ ADMIN = roles("admin")
 AGENTS = roles("agent", "admin")
 BIDDER = roles("bidder")
 MAX_MESSAGE = 128 * 1024
-BACKLOG_PAGE = 500
-CLOSE_BAD_REQUEST, CLOSE_UNAUTHENTICATED, CLOSE_FORBIDDEN, CLOSE_NOT_FOUND, CLOSE_LAGGED = 4400, 4401, 4403, 4404, 4409
+CLOSE_BAD_REQUEST, CLOSE_UNAUTHENTICATED, CLOSE_FORBIDDEN, CLOSE_NOT_FOUND = 4400, 4401, 4403, 4404
 _OBJ = {"type": "object"}
 ENDED = ("closed", "failed", "suspended")
 _ERR = {401: "login_required", 403: "not_allowed, not_on_committee, receive_only, csrf_failed",
@@ -397,25 +396,8 @@ async def session_socket(websocket: WebSocket) -> None:
             seated = True
             await media.joined(session_id, caller.room)
         async with websocket.state.bus.subscribe(topic) as subscription:
-            last = after
-            while True:
-                async with deps.pool.acquire() as conn:
-                    backlog = await event_bus.events_after(conn, topic, last, BACKLOG_PAGE)
-                for event in backlog:
-                    await websocket.send_text(event.text)
-                    last = event.id
-                if len(backlog) < BACKLOG_PAGE:
-                    break
-            reader.add_done_callback(lambda _t: subscription.interrupt())
-            while not reader.done():
-                event = await subscription.queue.get()
-                if subscription.lagged:
-                    await websocket.close(CLOSE_LAGGED, "too far behind; reconnect with your last event id")
-                    return
-                if event is None or event.id <= last:
-                    continue
-                await websocket.send_text(event.text)
-                last = event.id
+            # The reader ends when the client leaves: it plays the event socket's disconnect watcher.
+            await send_live(websocket, subscription, reader, await send_backlog(websocket, topic, after, reader))
     except WebSocketDisconnect:
         pass
     finally:

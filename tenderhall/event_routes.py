@@ -105,18 +105,10 @@ async def events_socket(websocket: WebSocket) -> None:
     disconnected = asyncio.create_task(_wait_for_disconnect(websocket))
     try:
         async with bus.subscribe(topic) as subscription:
-            last = after
             # Subscribed first: anything committed from now on is queued, everything before it
-            # is in the outbox; overlap is removed by id below.
-            while True:
-                async with websocket.state.pool.acquire() as conn:
-                    backlog = await event_bus.events_after(conn, topic, last, BACKLOG_PAGE)
-                for event in backlog:
-                    await websocket.send_text(event.text)
-                    last = event.id
-                if len(backlog) < BACKLOG_PAGE or disconnected.done():
-                    break
-            await _send_live(websocket, subscription, disconnected, last)
+            # is in the outbox; overlap is removed by id in send_live.
+            last = await send_backlog(websocket, topic, after, disconnected)
+            await send_live(websocket, subscription, disconnected, last)
     except WebSocketDisconnect:
         pass
     finally:
@@ -125,8 +117,21 @@ async def events_socket(websocket: WebSocket) -> None:
             await disconnected
 
 
-async def _send_live(websocket: WebSocket, subscription: event_bus.Subscription, disconnected: asyncio.Task[None],
-                     last: int) -> None:
+async def send_backlog(websocket: WebSocket, topic: str, after: int, disconnected: asyncio.Task[Any]) -> int:
+    """Send the topic's events after `after` from the outbox, a page at a time; the last id sent."""
+    last = after
+    while True:
+        async with websocket.state.pool.acquire() as conn:
+            backlog = await event_bus.events_after(conn, topic, last, BACKLOG_PAGE)
+        for event in backlog:
+            await websocket.send_text(event.text)
+            last = event.id
+        if len(backlog) < BACKLOG_PAGE or disconnected.done():
+            return last
+
+
+async def send_live(websocket: WebSocket, subscription: event_bus.Subscription, disconnected: asyncio.Task[Any],
+                    last: int) -> None:
     """Send queued events as they come until the client leaves, lags or its session ends.
 
     A plain queue get: when a burst is queued (a read-out of every bid) it is drained without
