@@ -12,6 +12,7 @@ a heatmap drawn, and a screenshot saved for the docs.
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from collections import Counter
@@ -35,7 +36,10 @@ from venue.simulate_violations import parse_injection
 
 pytestmark = pytest.mark.browser
 ROOT = Path(__file__).resolve().parents[2]
+# The docs' screenshot is remade only when asked (TENDERHALL_DOCS_SCREENSHOTS=1): a test run
+# leaves the checkout as it found it.
 SCREENSHOT = ROOT / "docs" / "img" / "supervision-map.png"
+SAVE_SCREENSHOT = os.environ.get("TENDERHALL_DOCS_SCREENSHOTS") == "1"
 NOTE = "已电话联系现场工作人员，将该投标人带离评标区"
 TIMEOUT = 30_000
 # Every WebSocket the page makes, and a switch that sends new ones nowhere (a network cut).
@@ -193,7 +197,8 @@ def test_supervisor_sees_and_acknowledges_an_injected_violation_live(database_ur
             page.click("#heatmap-clear")
             page.check("#show-names")
             SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(SCREENSHOT), full_page=True)
+            shot = page.screenshot(path=str(SCREENSHOT) if SAVE_SCREENSHOT else None, full_page=True)
+            assert shot[:8] == b"\x89PNG\r\n\x1a\n"
 
             # An admin watches too, but acknowledging is the supervisors' (the API's rule).
             other = page.context.browser.new_context()  # type: ignore[union-attr]
