@@ -16,7 +16,7 @@ from evaluation.draw_service import Deps
 from evaluation.scoring import ScoringError, check_score
 from evaluation.session_rules import SessionRefused
 from evaluation.session_service import (
-    _bad, announce, confirmed_experts, require_on_committee, require_part, session_act, text_of, uuid_of,
+    announce, confirmed_experts, invalid_input, require_on_committee, require_part, session_act, text_of, uuid_of,
 )
 from evaluation.session_state import declaration_message, load, report_bytes, report_signature_message
 from tenderhall import bus, log
@@ -35,7 +35,7 @@ CLARIFICATION_HOURS = (1, 72)
 
 def _object(data: Any) -> Mapping[str, Any]:
     if not isinstance(data, dict):
-        raise _bad("send a JSON object")
+        raise invalid_input("send a JSON object")
     return data
 
 
@@ -124,7 +124,7 @@ async def declare(deps: Deps, user: CurrentUser, session_id: uuid.UUID, data: An
     data = _object(data)
     conflict = data.get("conflict")
     if not isinstance(conflict, bool):
-        raise _bad("conflict must be true or false")
+        raise invalid_input("conflict must be true or false")
     statement = text_of(data, "statement", MAX_STATEMENT)
     async with session_act(deps, user, session_id) as (conn, session, caller, now):
         rules.check_action(session["step"], caller.participant, "declare")
@@ -165,14 +165,14 @@ async def vote(deps: Deps, user: CurrentUser, session_id: uuid.UUID, data: Any) 
 def _bidder(state_bidders: tuple[str, ...], raw: Any, where: str) -> uuid.UUID:
     bidder = uuid_of(raw, where)
     if str(bidder) not in state_bidders:
-        raise _bad(f"{where}: {bidder} is not a bidder of this session", "unknown_bidder")
+        raise invalid_input(f"{where}: {bidder} is not a bidder of this session", "unknown_bidder")
     return bidder
 
 
 def _cells(data: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
     cells = data.get(key)
     if not isinstance(cells, list) or not 1 <= len(cells) <= MAX_CELLS or not all(isinstance(c, dict) for c in cells):
-        raise _bad(f"{key} must be a list of 1 to {MAX_CELLS} objects")
+        raise invalid_input(f"{key} must be a list of 1 to {MAX_CELLS} objects")
     return cells
 
 
@@ -189,10 +189,10 @@ async def review(deps: Deps, user: CurrentUser, session_id: uuid.UUID, data: Any
             bidder = _bidder(state.bidders, cell.get("bidder"), f"verdicts[{i}].bidder")
             criterion = cell.get("criterion")
             if criterion not in known:
-                raise _bad(f"verdicts[{i}].criterion {criterion!r} is not an initial-review criterion", "unknown_criterion")
+                raise invalid_input(f"verdicts[{i}].criterion {criterion!r} is not an initial-review criterion", "unknown_criterion")
             passed = cell.get("passed")
             if not isinstance(passed, bool):
-                raise _bad(f"verdicts[{i}].passed must be true or false")
+                raise invalid_input(f"verdicts[{i}].passed must be true or false")
             reason = text_of(cell, "reason", MAX_REASON, required=not passed)
             rows.append((session_id, user.id, bidder, criterion, passed, reason, now))
         await ss.upsert_verdicts(conn, rows)
@@ -215,7 +215,7 @@ async def score(deps: Deps, user: CurrentUser, session_id: uuid.UUID, data: Any)
         for i, cell in enumerate(cells):
             bidder = _bidder(state.bidders, cell.get("bidder"), f"scores[{i}].bidder")
             if str(bidder) not in passed:
-                raise _bad(f"scores[{i}]: bidder {bidder} did not pass the initial review", "bidder_not_passed")
+                raise invalid_input(f"scores[{i}]: bidder {bidder} did not pass the initial review", "bidder_not_passed")
             try:
                 value = check_score(state.scheme, str(cell.get("criterion")), cell.get("score"))
             except ScoringError as exc:
@@ -272,11 +272,11 @@ async def review_clarification(deps: Deps, user: CurrentUser, session_id: uuid.U
     data = _object(data)
     decision = data.get("decision")
     if decision not in ("approve", "reject"):
-        raise _bad("decision must be approve or reject")
+        raise invalid_input("decision must be approve or reject")
     hours = data.get("hours", 24)
     if decision == "approve" and (isinstance(hours, bool) or not isinstance(hours, int)
                                   or not CLARIFICATION_HOURS[0] <= hours <= CLARIFICATION_HOURS[1]):
-        raise _bad(f"hours must be a whole number from {CLARIFICATION_HOURS[0]} to {CLARIFICATION_HOURS[1]}")
+        raise invalid_input(f"hours must be a whole number from {CLARIFICATION_HOURS[0]} to {CLARIFICATION_HOURS[1]}")
     async with session_act(deps, user, session_id) as (conn, session, caller, now):
         rules.check_action(session["step"], caller.participant, "approve_clarification")
         row = await ss.clarification(conn, clarification_id, for_update=True)
@@ -328,7 +328,7 @@ async def sign_report(deps: Deps, user: CurrentUser, session_id: uuid.UUID, data
     data = _object(data)
     dissent_raw = data.get("dissent")
     if dissent_raw is not None and not isinstance(dissent_raw, str):
-        raise _bad("dissent must be a string or null")
+        raise invalid_input("dissent must be a string or null")
     async with session_act(deps, user, session_id) as (conn, session, caller, now):
         rules.check_action(session["step"], caller.participant, "sign_report")
         require_on_committee(caller)

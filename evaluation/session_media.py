@@ -26,7 +26,7 @@ from evaluation import session_store as ss
 from evaluation.draw_service import Deps
 from evaluation.session_rules import SessionRefused
 from evaluation.session_service import (
-    _not_found, announce, media_room, parse_media_room, require_part, room_presence, server_now, who,
+    announce, media_room, not_found, parse_media_room, require_part, room_presence, server_now, who,
 )
 from tenderhall.accounts import CurrentUser
 from tenderhall.media_hub import MediaRefused
@@ -70,7 +70,7 @@ class SessionMedia:
         async with self.deps.pool.acquire() as conn:
             session = await ss.session(conn, session_id)
             if session is None:
-                raise _not_found(session_id)
+                raise not_found(session_id)
             caller = await who(conn, session, user)
         require_part(caller)
         if session["step"] not in MEDIA_STEPS:

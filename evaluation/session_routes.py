@@ -22,12 +22,13 @@ from evaluation import venue_service
 from evaluation.draw_service import Deps
 from evaluation.scoring import ScoringError
 from evaluation.session_rules import SessionRefused
+from evaluation.session_state import report_bytes
 from tenderhall.accounts import CurrentUser
 from tenderhall.event_routes import send_backlog, send_live
 from tenderhall.media_hub import MediaRefused
 from tenderhall.web import (
-    ANY_USER, ApiDoc, ApiError, GuardedWebSocketRoute, _origin_ok, json_ok, page_params, read_json, render,
-    resolve_session, roles, route,
+    ANY_USER, ApiDoc, ApiError, GuardedWebSocketRoute, _origin_ok, json_ok, page_params, path_uuid, read_json,
+    render, resolve_session, roles, route,
 )
 
 log = logging.getLogger(__name__)
@@ -67,18 +68,10 @@ def mapped(endpoint: Callable[[Request], Awaitable[Response]]) -> Callable[[Requ
     return wrapper
 
 
-def _uuid_param(request: Request, name: str, what: str) -> uuid.UUID:
-    raw = request.path_params[name]
-    try:
-        return uuid.UUID(raw)
-    except ValueError:
-        raise ApiError(404, f"{what}_not_found", f"no {what} has id {raw!r}") from None
-
-
 def _int_param(request: Request, name: str, what: str) -> int:
     raw = request.path_params[name]
     if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
-        raise ApiError(404, f"{what}_not_found", f"no {what} has id {raw!r}")
+        raise ApiError(404, f"{what}not_found", f"no {what} has id {raw!r}")
     return int(raw)
 
 
@@ -140,7 +133,7 @@ async def api_list(request: Request) -> Response:
 async def api_snapshot(request: Request) -> Response:
     """The session as the caller may see it."""
     return json_ok({"session": await view.snapshot(deps_of(request.state), request.state.user,
-                                                   _uuid_param(request, "session_id", "session"))})
+                                                   path_uuid(request, "session_id", "session"))})
 
 
 @mapped
@@ -149,14 +142,14 @@ async def api_act(request: Request) -> Response:
     name = request.path_params["act"]
     body = await read_json(request) if ACTS.get(name, (None, False))[1] else None
     return json_ok(await run_act(request.state, request.state.user,
-                                 _uuid_param(request, "session_id", "session"), name, body))
+                                 path_uuid(request, "session_id", "session"), name, body))
 
 
 @mapped
 async def api_review_clarification(request: Request) -> Response:
     """A supervisor approves (with the answer's deadline in hours) or rejects a drafted question."""
     return json_ok(await acts.review_clarification(
-        deps_of(request.state), request.state.user, _uuid_param(request, "session_id", "session"),
+        deps_of(request.state), request.state.user, path_uuid(request, "session_id", "session"),
         _int_param(request, "clarification_id", "clarification"), await read_json(request)))
 
 
@@ -186,14 +179,13 @@ async def clarifications_page(request: Request) -> Response:
 async def api_report(request: Request) -> Response:
     """The report, its digest and the signatures on it."""
     return json_ok(await view.report(deps_of(request.state), request.state.user,
-                                     _uuid_param(request, "session_id", "session")))
+                                     path_uuid(request, "session_id", "session")))
 
 
 @mapped
 async def api_report_json(request: Request) -> Response:
     """The report's canonical JSON: exactly the bytes whose SHA-256 the experts sign."""
-    from evaluation.session_state import report_bytes
-    found = await view.report(deps_of(request.state), request.state.user, _uuid_param(request, "session_id", "session"))
+    found = await view.report(deps_of(request.state), request.state.user, path_uuid(request, "session_id", "session"))
     data, sha256 = report_bytes(found["report"])
     return Response(data, media_type="application/json", headers={"X-Report-SHA256": sha256})
 
@@ -202,7 +194,7 @@ async def api_report_json(request: Request) -> Response:
 async def api_recordings(request: Request) -> Response:
     """The session manifest: every recorded segment, its times, digest and log index, and the marks."""
     return json_ok(await view.manifest(deps_of(request.state), request.state.user,
-                                       _uuid_param(request, "session_id", "session")))
+                                       path_uuid(request, "session_id", "session")))
 
 
 @mapped
@@ -210,7 +202,7 @@ async def api_recording_file(request: Request) -> Response:
     """One segment's WebM file (?timing=1: its wall-clock timing file), for playback."""
     timing = request.query_params.get("timing") == "1"
     path = await view.segment_file(deps_of(request.state), request.state.user,
-                                   _uuid_param(request, "session_id", "session"),
+                                   path_uuid(request, "session_id", "session"),
                                    _int_param(request, "segment_id", "segment"), timing)
     return FileResponse(path, media_type="application/json" if timing else "video/webm")
 
@@ -219,8 +211,8 @@ async def api_recording_file(request: Request) -> Response:
 async def api_document(request: Request) -> Response:
     """One document of an opened bid, decrypted as it is sent; every view is logged."""
     stream, size = await view.open_document(deps_of(request.state), request.state.user,
-                                            _uuid_param(request, "session_id", "session"),
-                                            _uuid_param(request, "bid_id", "bid"), request.path_params["name"])
+                                            path_uuid(request, "session_id", "session"),
+                                            path_uuid(request, "bid_id", "bid"), request.path_params["name"])
     headers = {"Content-Disposition": "inline", "Cache-Control": "no-store"}
     if size is not None:
         headers["Content-Length"] = str(size)
@@ -242,11 +234,11 @@ async def api_create_venue(request: Request) -> Response:
 
 async def _media(request: Request, publish: bool) -> Response:
     media = request.state.session_media
-    session_id = _uuid_param(request, "session_id", "session")
+    session_id = path_uuid(request, "session_id", "session")
     offer = await read_json(request)
     if publish:
         return json_ok(await media.publish(request.state.user, session_id, offer))
-    return json_ok(await media.view(request.state.user, session_id, _uuid_param(request, "room_id", "room"), offer))
+    return json_ok(await media.view(request.state.user, session_id, path_uuid(request, "room_id", "room"), offer))
 
 
 @mapped
@@ -267,7 +259,7 @@ async def api_view(request: Request) -> Response:
 @mapped
 async def session_page(request: Request) -> Response:
     """The session page: rooms' video, the step's work, everything live over the session socket."""
-    session_id = _uuid_param(request, "session_id", "session")
+    session_id = path_uuid(request, "session_id", "session")
     snapshot = await view.snapshot(deps_of(request.state), request.state.user, session_id)
     return render(request, "evaluation/session.html", {"session": snapshot,
                                                        "ice_servers": request.state.settings.ice_servers()})
@@ -276,7 +268,7 @@ async def session_page(request: Request) -> Response:
 @mapped
 async def report_page(request: Request) -> Response:
     """The evaluation report (评标报告) as a page, with its digest and signatures."""
-    found = await view.report(deps_of(request.state), request.state.user, _uuid_param(request, "session_id", "session"))
+    found = await view.report(deps_of(request.state), request.state.user, path_uuid(request, "session_id", "session"))
     return render(request, "evaluation/session_report.html", found)
 
 
@@ -380,7 +372,7 @@ async def session_socket(websocket: WebSocket) -> None:
         async with deps.pool.acquire() as conn:
             session = await svc.ss.session(conn, session_id)
             if session is None:
-                raise svc._not_found(session_id)
+                raise svc.not_found(session_id)
             caller = await svc.who(conn, session, user)
             await svc.require_part_or_invited(conn, deps, session, caller)
     except SessionRefused as exc:

@@ -77,11 +77,11 @@ def parse_media_room(name: str) -> tuple[uuid.UUID, uuid.UUID] | None:
         return None
 
 
-def _bad(message: str, code: str = "invalid_body") -> SessionRefused:
+def invalid_input(message: str, code: str = "invalid_body") -> SessionRefused:
     return SessionRefused(message, code=code, status=422)
 
 
-def _not_found(session_id: uuid.UUID) -> SessionRefused:
+def not_found(session_id: uuid.UUID) -> SessionRefused:
     return SessionRefused(f"no evaluation session {session_id} that you take part in", code="session_not_found",
                           status=404)
 
@@ -93,18 +93,18 @@ def uuid_of(value: Any, name: str) -> uuid.UUID:
             return uuid.UUID(value)
     except ValueError:
         pass
-    raise _bad(f"{name} must be a UUID")
+    raise invalid_input(f"{name} must be a UUID")
 
 
 def text_of(data: Mapping[str, Any], name: str, limit: int, *, required: bool = True) -> str:
     value = data.get(name, "")
     if not isinstance(value, str):
-        raise _bad(f"{name} must be a string")
+        raise invalid_input(f"{name} must be a string")
     value = value.strip()
     if required and not value:
-        raise _bad(f"{name} is required")
+        raise invalid_input(f"{name} is required")
     if len(value) > limit:
-        raise _bad(f"{name} is longer than {limit} characters")
+        raise invalid_input(f"{name} is longer than {limit} characters")
     return value
 
 
@@ -161,7 +161,7 @@ async def who(conn: asyncpg.Connection, session: Mapping[str, Any], user: Curren
         return Who(user.id, "supervisor", None, False)
     if user.has("expert"):
         return Who(user.id, "expert", None, False)  # may try to sign in; the draw decides
-    raise _not_found(sid)
+    raise not_found(sid)
 
 
 @contextlib.asynccontextmanager
@@ -171,7 +171,19 @@ async def session_act(deps: Deps, user: CurrentUser, session_id: uuid.UUID
     async with deps.pool.acquire() as conn, conn.transaction():
         session = await ss.session(conn, session_id, for_update=True)
         if session is None:
-            raise _not_found(session_id)
+            raise not_found(session_id)
+        yield conn, session, await who(conn, session, user), await server_now(conn)
+
+
+@contextlib.asynccontextmanager
+async def session_read(deps: Deps, user: CurrentUser, session_id: uuid.UUID
+                       ) -> AsyncIterator[tuple[asyncpg.Connection, asyncpg.Record, Who, datetime]]:
+    """A look at the session: one consistent read-only snapshot that takes no lock, so the pages
+    refreshing after every act never queue behind the acts."""
+    async with deps.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        session = await ss.session(conn, session_id)
+        if session is None:
+            raise not_found(session_id)
         yield conn, session, await who(conn, session, user), await server_now(conn)
 
 
@@ -210,26 +222,26 @@ def _scheme(raw: Any, method: str) -> dict[str, Any]:
     except ScoringError as exc:
         raise SessionRefused(exc.message, code=exc.code, status=422) from None
     if scheme.method != method:
-        raise _bad(f"the scheme's method {scheme.method!r} is not the tender's {method!r}", "wrong_method")
+        raise invalid_input(f"the scheme's method {scheme.method!r} is not the tender's {method!r}", "wrong_method")
     return data
 
 
 def _minutes(data: Mapping[str, Any], name: str, default: int, low: int, high: int) -> timedelta:
     value = data.get(name, default)
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise _bad(f"{name} must be a whole number of minutes from {low} to {high}")
+        raise invalid_input(f"{name} must be a whole number of minutes from {low} to {high}")
     return timedelta(minutes=value)
 
 
 def _time(value: Any, name: str) -> datetime:
     if not isinstance(value, str):
-        raise _bad(f"{name} must be an ISO 8601 time with a zone")
+        raise invalid_input(f"{name} must be an ISO 8601 time with a zone")
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
-        raise _bad(f"{name} must be an ISO 8601 time with a zone") from None
+        raise invalid_input(f"{name} must be an ISO 8601 time with a zone") from None
     if moment.tzinfo is None:
-        raise _bad(f"{name} needs a time zone (e.g. +08:00)")
+        raise invalid_input(f"{name} needs a time zone (e.g. +08:00)")
     return moment
 
 
@@ -239,7 +251,7 @@ async def _users_with_role(conn: asyncpg.Connection, ids: list[uuid.UUID], allow
     for user_id in ids:
         row = found.get(user_id)
         if row is None or row["disabled"] or not set(row["roles"]) & set(allowed):
-            raise _bad(f"user {user_id} is not an active {what} ({' or '.join(allowed)})", "invalid_user")
+            raise invalid_input(f"user {user_id} is not an active {what} ({' or '.join(allowed)})", "invalid_user")
 
 
 async def create(deps: Deps, user: CurrentUser, data: Any) -> dict[str, Any]:
@@ -250,28 +262,28 @@ async def create(deps: Deps, user: CurrentUser, data: Any) -> dict[str, Any]:
     (the tender method's default when absent), start_delay_max_minutes (120), rejoin_window_minutes (240).
     """
     if not isinstance(data, dict):
-        raise _bad("send a JSON object")
+        raise invalid_input("send a JSON object")
     unknown = set(data) - {"tender_id", "lot_code", "scheduled_start", "rooms", "supervisors", "scheme",
                            "start_delay_max_minutes", "rejoin_window_minutes"}
     if unknown:
-        raise _bad(f"unknown field(s): {', '.join(sorted(unknown))}")
+        raise invalid_input(f"unknown field(s): {', '.join(sorted(unknown))}")
     tender_id = uuid_of(data.get("tender_id"), "tender_id")
     start = _time(data.get("scheduled_start"), "scheduled_start")
     delay = _minutes(data, "start_delay_max_minutes", 120, 1, 24 * 60)
     rejoin = _minutes(data, "rejoin_window_minutes", 240, 1, 24 * 60)
     raw_rooms = data.get("rooms")
     if not isinstance(raw_rooms, list) or not 1 <= len(raw_rooms) <= MAX_ROOMS:
-        raise _bad(f"rooms must list 1 to {MAX_ROOMS} rooms, the main venue's first")
+        raise invalid_input(f"rooms must list 1 to {MAX_ROOMS} rooms, the main venue's first")
     rooms: list[tuple[uuid.UUID, uuid.UUID]] = []
     for i, item in enumerate(raw_rooms):
         if not isinstance(item, dict):
-            raise _bad(f"rooms[{i}] must be an object {{room_id, staff_id}}")
+            raise invalid_input(f"rooms[{i}] must be an object {{room_id, staff_id}}")
         rooms.append((uuid_of(item.get("room_id"), f"rooms[{i}].room_id"), uuid_of(item.get("staff_id"), f"rooms[{i}].staff_id")))
     if len({r for r, _ in rooms}) != len(rooms):
-        raise _bad("a room is listed twice")
+        raise invalid_input("a room is listed twice")
     raw_supervisors = data.get("supervisors", [])
     if not isinstance(raw_supervisors, list) or len(raw_supervisors) > MAX_SUPERVISORS:
-        raise _bad(f"supervisors must list at most {MAX_SUPERVISORS} user ids")
+        raise invalid_input(f"supervisors must list at most {MAX_SUPERVISORS} user ids")
     supervisors = list(dict.fromkeys(uuid_of(s, "supervisors[]") for s in raw_supervisors))
     async with deps.pool.acquire() as conn, conn.transaction():
         tender = await conn.fetchrow("SELECT id, agent_id, evaluation_method, name FROM tenders WHERE id = $1 FOR UPDATE",
@@ -281,7 +293,7 @@ async def create(deps: Deps, user: CurrentUser, data: Any) -> dict[str, Any]:
         lots = [r["code"] for r in await conn.fetch("SELECT code FROM lots WHERE tender_id = $1 ORDER BY position", tender_id)]
         lot_code = data.get("lot_code", lots[0] if lots else None)
         if lot_code not in lots:
-            raise _bad(f"lot_code must be one of the tender's lots: {', '.join(lots)}", "unknown_lot")
+            raise invalid_input(f"lot_code must be one of the tender's lots: {', '.join(lots)}", "unknown_lot")
         opening = await conn.fetchval("SELECT step FROM openings WHERE tender_id = $1", tender_id)
         if opening != "closed":
             raise SessionRefused("the opening of this tender has not closed; the evaluation comes after it",
@@ -298,14 +310,14 @@ async def create(deps: Deps, user: CurrentUser, data: Any) -> dict[str, Any]:
         known = {r["id"]: r for r in await ss.rooms_by_id(conn, [r for r, _ in rooms])}
         missing = [str(r) for r, _ in rooms if r not in known]
         if missing:
-            raise _bad(f"unknown room(s): {', '.join(missing)}", "unknown_room")
+            raise invalid_input(f"unknown room(s): {', '.join(missing)}", "unknown_room")
         await _users_with_role(conn, [s for _, s in rooms], ("agent", "admin"), "room staff member")
         await _users_with_role(conn, supervisors, ("supervisor",), "supervisor")
         scheme = _scheme(data.get("scheme"), tender["evaluation_method"])
         session_id = uuid.uuid4()
         now = await server_now(conn)
         if start <= now:
-            raise _bad("scheduled_start must be in the future", "start_in_past")
+            raise invalid_input("scheduled_start must be in the future", "start_in_past")
         await ss.insert_session(conn, session_id=session_id, tender_id=tender_id, lot_code=lot_code,
                                 draw_id=roots[0]["id"], main_venue_id=known[rooms[0][0]]["venue_id"], scheme=scheme,
                                 scheduled_start=start, start_delay_max=delay, rejoin_window=rejoin,
@@ -356,7 +368,7 @@ async def open_sign_in(deps: Deps, user: CurrentUser, session_id: uuid.UUID) -> 
     async with deps.pool.acquire() as conn:
         session = await ss.session(conn, session_id)
         if session is None:
-            raise _not_found(session_id)
+            raise not_found(session_id)
         caller = await who(conn, session, user)
     rules.check_action(session["step"], caller.participant, "advance")
     rules.require_step(session["step"], "scheduled", doing="open sign-in")
@@ -381,14 +393,14 @@ async def confirmed_experts(conn: asyncpg.Connection, deps: Deps, tender_id: uui
 
 def _public_key(raw: Any) -> bytes:
     if not isinstance(raw, str) or len(raw) > 400:
-        raise _bad("public_key must be the SPKI of a P-256 key, base64url", "invalid_key")
+        raise invalid_input("public_key must be the SPKI of a P-256 key, base64url", "invalid_key")
     try:
         der = b64url_decode(raw)
         key = load_der_public_key(der)
     except ValueError:
-        raise _bad("public_key must be the SPKI of a P-256 key, base64url", "invalid_key") from None
+        raise invalid_input("public_key must be the SPKI of a P-256 key, base64url", "invalid_key") from None
     if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
-        raise _bad("public_key must be a P-256 (secp256r1) key", "invalid_key")
+        raise invalid_input("public_key must be a P-256 (secp256r1) key", "invalid_key")
     return der
 
 
@@ -411,7 +423,7 @@ async def sign_in(deps: Deps, user: CurrentUser, session_id: uuid.UUID, data: An
         rooms = {r["room_id"]: r for r in await ss.session_rooms(conn, session_id)}
         room = rooms.get(room_id)
         if room is None or room["left_out"]:
-            raise _bad("room_id is not one of this session's rooms", "unknown_room")
+            raise invalid_input("room_id is not one of this session's rooms", "unknown_room")
         seated = await conn.fetchval("SELECT count(*) FROM session_members WHERE session_id = $1 AND room_id = $2 "
                                      "AND replaced_at IS NULL", session_id, room_id)
         if seated >= room["seats"]:
@@ -431,7 +443,7 @@ async def confirm_room(deps: Deps, user: CurrentUser, session_id: uuid.UUID, dat
         staff = await conn.fetchval("SELECT staff_id FROM session_rooms WHERE session_id = $1 AND room_id = $2",
                                     session_id, room_id)
         if staff is None:
-            raise _bad("room_id is not one of this session's rooms", "unknown_room")
+            raise invalid_input("room_id is not one of this session's rooms", "unknown_room")
         allowed_room = str(room_id) if (staff == user.id or caller.kind == "main_staff") else None
         rules.require_role(Participant(caller.kind, allowed_room), "confirm_room", room=str(room_id))
         rules.require_step(session["step"], *rules.ACTION_STEPS["confirm_room"], doing="confirm a room")

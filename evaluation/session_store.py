@@ -168,10 +168,6 @@ async def room_event(conn: asyncpg.Connection, session_id: uuid.UUID, room_id: u
                        session_id, room_id, kind, now)
 
 
-async def room_events(conn: asyncpg.Connection, session_id: uuid.UUID, limit: int = 200) -> list[asyncpg.Record]:
-    return await conn.fetch("SELECT * FROM session_room_events WHERE session_id = $1 ORDER BY id DESC LIMIT $2",
-                            session_id, limit)
-
 
 async def supervisors(conn: asyncpg.Connection, session_id: uuid.UUID) -> list[asyncpg.Record]:
     return await conn.fetch("""
@@ -349,11 +345,6 @@ async def insert_document_view(conn: asyncpg.Connection, session_id: uuid.UUID, 
         INSERT INTO session_document_views (session_id, user_id, bid_id, document, viewed_at)
         VALUES ($1, $2, $3, $4, $5) RETURNING id""", session_id, user_id, bid_id, document, now)
 
-
-async def document_views(conn: asyncpg.Connection, session_id: uuid.UUID, limit: int = 200) -> list[asyncpg.Record]:
-    return await conn.fetch("""
-        SELECT v.*, u.display_name FROM session_document_views v JOIN users u ON u.id = v.user_id
-        WHERE v.session_id = $1 ORDER BY v.id DESC LIMIT $2""", session_id, limit)
 
 
 async def insert_mark(conn: asyncpg.Connection, session_id: uuid.UUID, user_id: uuid.UUID, room_id: uuid.UUID | None,

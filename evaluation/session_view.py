@@ -12,8 +12,8 @@ from evaluation import session_store as ss
 from evaluation.draw_service import Deps
 from evaluation.session_rules import SessionRefused
 from evaluation.session_service import (
-    DEFAULT_SCHEMES, _not_found, confirmed_experts, media_room, require_part, require_part_or_invited, server_now,
-    session_act, who,
+    DEFAULT_SCHEMES, confirmed_experts, media_room, not_found, require_part, require_part_or_invited, server_now,
+    session_act, session_read, who,
 )
 from evaluation.session_faults import fault_outcome
 from evaluation.session_state import State, load
@@ -56,7 +56,7 @@ def _consolidation_json(state: State) -> dict[str, Any] | None:
 
 
 async def snapshot(deps: Deps, user: CurrentUser, session_id: uuid.UUID) -> dict[str, Any]:
-    async with session_act(deps, user, session_id) as (conn, session, caller, now):
+    async with session_read(deps, user, session_id) as (conn, session, caller, now):
         await require_part_or_invited(conn, deps, session, caller)
         state = await load(conn, session)
         step = session["step"]
@@ -128,7 +128,7 @@ def _segment_json(s: Any) -> dict[str, Any]:
 
 async def report(deps: Deps, user: CurrentUser, session_id: uuid.UUID) -> dict[str, Any]:
     """The generated report with its digest and the signatures (and dissents) on it."""
-    async with session_act(deps, user, session_id) as (conn, session, caller, _now):
+    async with session_read(deps, user, session_id) as (conn, session, caller, _now):
         require_part(caller)
         if session["report"] is None:
             raise SessionRefused("the report has not been generated yet", code="report_not_ready", status=404)
@@ -142,7 +142,7 @@ async def report(deps: Deps, user: CurrentUser, session_id: uuid.UUID) -> dict[s
 
 async def manifest(deps: Deps, user: CurrentUser, session_id: uuid.UUID) -> dict[str, Any]:
     """The session's recordings: every segment of every room, its times, digest and log entry, and the marks."""
-    async with session_act(deps, user, session_id) as (conn, session, caller, _now):
+    async with session_read(deps, user, session_id) as (conn, session, caller, _now):
         if caller.kind not in ("supervisor", "main_staff"):
             raise SessionRefused("recordings are for supervisors and the main venue", code="not_allowed", status=403)
         rooms = {r["room_id"]: r for r in await ss.session_rooms(conn, session_id)}
@@ -161,7 +161,7 @@ async def segment_file(deps: Deps, user: CurrentUser, session_id: uuid.UUID, seg
     async with deps.pool.acquire() as conn:
         session = await ss.session(conn, session_id)
         if session is None:
-            raise _not_found(session_id)
+            raise not_found(session_id)
         caller = await who(conn, session, user)
         if caller.kind not in ("supervisor", "main_staff"):
             raise SessionRefused("recordings are for supervisors and the main venue", code="not_allowed", status=403)

@@ -11,6 +11,7 @@ import asyncpg
 from evaluation import session_store as ss
 from evaluation.draw_service import Deps
 from evaluation.session_rules import SessionRefused
+from evaluation.session_service import invalid_input, text_of
 from tenderhall import log
 from tenderhall.accounts import CurrentUser
 
@@ -18,40 +19,29 @@ REGION = re.compile(r"[0-9]{6}")
 MAX_ROOMS = 100
 
 
-def _bad(message: str, code: str = "invalid_body") -> SessionRefused:
-    return SessionRefused(message, code=code, status=422)
-
-
-def _text(data: dict[str, Any], name: str, limit: int, required: bool = True) -> str:
-    value = data.get(name, "")
-    if not isinstance(value, str) or (required and not value.strip()) or len(value.strip()) > limit:
-        raise _bad(f"{name} must be a text of {'1' if required else '0'} to {limit} characters")
-    return value.strip()
-
-
 def parse_venue(data: Any) -> tuple[str, str, str, list[tuple[str, int]]]:
     """(name, region code, address, rooms [(name, seats)]) or 422 naming the field."""
     if not isinstance(data, dict):
-        raise _bad("send a JSON object")
-    name = _text(data, "name", 200)
+        raise invalid_input("send a JSON object")
+    name = text_of(data, "name", 200)
     region = data.get("region_code")
     if not isinstance(region, str) or not REGION.fullmatch(region):
-        raise _bad("region_code must be a six-digit administrative division code (GB/T 2260), e.g. 350100")
-    address = _text(data, "address", 500, required=False)
+        raise invalid_input("region_code must be a six-digit administrative division code (GB/T 2260), e.g. 350100")
+    address = text_of(data, "address", 500, required=False)
     raw_rooms = data.get("rooms", [])
     if not isinstance(raw_rooms, list) or len(raw_rooms) > MAX_ROOMS:
-        raise _bad(f"rooms must be a list of at most {MAX_ROOMS} rooms")
+        raise invalid_input(f"rooms must be a list of at most {MAX_ROOMS} rooms")
     rooms: list[tuple[str, int]] = []
     for i, raw in enumerate(raw_rooms):
         if not isinstance(raw, dict):
-            raise _bad(f"rooms[{i}] must be an object {{name, seats}}")
-        room_name = _text(raw, "name", 100)
+            raise invalid_input(f"rooms[{i}] must be an object {{name, seats}}")
+        room_name = text_of(raw, "name", 100)
         seats = raw.get("seats")
         if isinstance(seats, bool) or not isinstance(seats, int) or not 1 <= seats <= 50:
-            raise _bad(f"rooms[{i}].seats must be a whole number from 1 to 50")
+            raise invalid_input(f"rooms[{i}].seats must be a whole number from 1 to 50")
         rooms.append((room_name, seats))
     if len({r for r, _ in rooms}) != len(rooms):
-        raise _bad("two rooms have the same name")
+        raise invalid_input("two rooms have the same name")
     return name, region, address, rooms
 
 

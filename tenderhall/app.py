@@ -129,7 +129,7 @@ def create_app(settings: Settings, *, extra_routes: list[BaseRoute] | None = Non
             media_hub = MediaHub(settings, on_segment=segment_logger(pool, platform_key))
             session_media = SessionMedia(SessionDeps(pool, settings, platform_key, data_key))
             venue_engine = VenueEngine(settings)
-            await venue_engine.start(pool, bus)
+            await venue_engine.start(pool, bus, platform_key)
             state = State(
                 settings=settings,
                 pool=pool,

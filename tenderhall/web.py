@@ -254,6 +254,15 @@ def client_ip(request: HTTPConnection) -> str:
 MAX_PAGE = 1_000_000
 
 
+def path_uuid(request: Request, name: str, what: str) -> uuid.UUID:
+    """The path parameter `name` as a UUID; ApiError 404 `<what>_not_found` when it is not one."""
+    raw = request.path_params[name]
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        raise ApiError(404, f"{what}_not_found", f"no {what} has id {raw!r}") from None
+
+
 def page_params(request: Request, max_per_page: int = MAX_PER_PAGE) -> tuple[int, int]:
     """?page= (from 1) and ?per_page= (1 to max_per_page, default 20); ApiError 400 with the reason when out of range."""
     def number(name: str, default: int) -> int:

@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from tenderhall.web import PUBLIC, ApiDoc, ApiError, json_ok, page_params, read_json, render, roles, route
+from tenderhall.web import path_uuid as _id
 from trading import service, submission, uploads
 from trading.tenders import (
     DEFAULT_SUMMARY_FIELDS, EVALUATION_METHODS, TradingError, parse_checksum,
@@ -37,14 +38,6 @@ def mapped(endpoint: Callable[[Request], Awaitable[Response]]) -> Callable[[Requ
     wrapper.__name__ = endpoint.__name__
     wrapper.__doc__ = endpoint.__doc__
     return wrapper
-
-
-def _id(request: Request, name: str, what: str) -> uuid.UUID:
-    raw = request.path_params[name]
-    try:
-        return uuid.UUID(raw)
-    except ValueError:
-        raise ApiError(404, f"{what}_not_found", f"no {what} has id {raw!r}") from None
 
 
 def _user(request: Request) -> Any:

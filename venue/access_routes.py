@@ -25,7 +25,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from tenderhall.web import (
     AUTH_ERRORS, ApiDoc, ApiError, GuardedRoute, GuardedWebSocketRoute, _origin_ok, error_response, guarded, json_ok,
-    page_params, read_json, render, resolve_session, roles, route,
+    page_params, path_uuid, read_json, render, resolve_session, roles, route,
 )
 from venue import access_people as people
 from venue import access_service as svc
@@ -58,13 +58,6 @@ def _refused(exc: svc.AccessRefused) -> ApiError:
 
 def _deps(request: Request) -> svc.Deps:
     return svc.Deps.of(request.state)
-
-
-def _uuid_param(request: Request, name: str, what: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(request.path_params[name])
-    except ValueError:
-        raise ApiError(404, f"{what}_not_found", f"no {what} has id {request.path_params[name]!r}") from None
 
 
 def _uuid_query(request: Request, name: str) -> uuid.UUID | None:
@@ -117,17 +110,17 @@ async def api_people(request: Request) -> Response:
 
 
 async def api_person(request: Request) -> Response:
-    return json_ok(await _run(people.get_person(_deps(request), _uuid_param(request, "person_id", "person"))))
+    return json_ok(await _run(people.get_person(_deps(request), path_uuid(request, "person_id", "person"))))
 
 
 async def api_add_credential(request: Request) -> Response:
-    person_id = _uuid_param(request, "person_id", "person")
+    person_id = path_uuid(request, "person_id", "person")
     return json_ok(await _run(people.add_credential(_deps(request), request.state.user, person_id,
                                                  await read_json(request, MAX_BODY))), 201)
 
 
 async def api_credentials(request: Request) -> Response:
-    return json_ok(await _run(people.list_credentials(_deps(request), _uuid_param(request, "person_id", "person"))))
+    return json_ok(await _run(people.list_credentials(_deps(request), path_uuid(request, "person_id", "person"))))
 
 
 async def api_revoke_credential(request: Request) -> Response:

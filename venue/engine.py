@@ -57,14 +57,14 @@ class VenueEngine:
             for name, loader in LOADERS.items():
                 self.parts[name] = await loader(pool, self)
 
-    async def start(self, pool: Any, bus: Any) -> None:
+    async def start(self, pool: Any, bus: Any, signer: Any) -> None:
+        """Load every part, start the alert writer (signing the log with the app's `signer`), follow the bus."""
         # Imported here: both import this module (for its topic and LOADERS).
-        from tenderhall.platform_key import load_or_create
         from venue import alerts, workflow
 
         LOADERS.setdefault("workflow", workflow.load)
         await self.load(pool)
-        self.writer = alerts.AlertWriter(bus.dsn, load_or_create(self.settings.platform_key_path))
+        self.writer = alerts.AlertWriter(bus.dsn, signer)
         await self.writer.start()
         self._follower = asyncio.create_task(self._follow(pool, bus))
 

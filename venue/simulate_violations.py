@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 from venue.simulate import ROLES, Ask, DoorSignal, Output, Override, Simulation, Stop, Walker, length
 from venue.simulate_paths import OUTSIDE, Crossing, Plan, Point, interior_point, point_in_ring
@@ -91,13 +91,12 @@ class Injector:
 # --------------------------------------------------------------------------- the errands
 
 
-class _Errand:
+class _Errand(Protocol):
     """A running injection: `update` returns True once it is over (its walkers resumed)."""
 
     walkers: list[Walker]
 
-    def update(self, sim: Simulation, out: Output) -> bool:
-        raise NotImplementedError
+    def update(self, sim: Simulation, out: Output) -> bool: ...
 
 
 class _GoAndStay(_Errand):
