@@ -97,7 +97,7 @@ class VenueEngine:
             return []
         flow = self.workflow()
         floors = self.parts.get("floors")
-        moved, transitions = track(tracker, positions)
+        moved, transitions = track(tracker, positions, floors)
         presences = [p for p in (presence(s, flow, tracker, floors) for s in moved) if p is not None]
         alerts = self.rules.on_positions(presences, [crossing(t, floors) for t in transitions], flow,
                                          allowed_by(self.parts.get("policy")), now)
@@ -144,10 +144,11 @@ def rule_config(settings: Any) -> RuleConfig:
                       timezone=settings.display_timezone)
 
 
-def track(tracker: Any, positions: Sequence[Position]) -> tuple[list[Any], list[Any]]:
-    """venue/tracker.py: `update` returns the confirmed transitions; `last_moved` names the
-    people whose state it changed; `state(person)` is a PersonState."""
-    transitions = tracker.update(positions)
+def track(tracker: Any, positions: Sequence[Position], floors: Any) -> tuple[list[Any], list[Any]]:
+    """venue/tracker.py: `update` returns the confirmed transitions (zones looked up in this
+    batch's floors, venue/floorplan.py ZoneIndex.zone_id_at); `last_moved` names the people
+    whose state it changed; `state(person)` is a PersonState."""
+    transitions = tracker.update(positions, floors.index.zone_id_at if floors is not None else None)
     states = [tracker.state(person) for person in tracker.last_moved]
     return [s for s in states if s is not None], transitions
 

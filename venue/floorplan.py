@@ -407,9 +407,28 @@ class _Grid:
     columns: int
     rows: int
     cells: list[list[tuple[Zone, tuple[float, float, float, float]]]]
+    # Per cell, once first asked: the zone that holds all of it (None: no zone touches it), or
+    # _MIXED when a zone boundary crosses it and each point must be tried.
+    answers: list[Any] = field(default_factory=list)
 
 
 MAX_GRID_SIDE = 256
+_UNKNOWN, _MIXED = object(), object()
+
+
+def _rectangle_relation(ring: Sequence[Point], x0: float, y0: float, x1: float, y1: float) -> str:
+    """"inside" (the closed rectangle lies strictly inside the ring), "outside" (they share no
+    point) or "crossing"."""
+    corners = ((x0, y0), (x1, y0), (x1, y1), (x0, y1))
+    sides = list(zip(corners, corners[1:] + corners[:1]))
+    if any(segments_intersect(a, b, c, d) for a, b in zip(ring, ring[1:]) for c, d in sides):
+        return "crossing"
+    inside = [contains(ring, x, y) for x, y in corners]
+    if all(inside):
+        return "inside"
+    if any(inside) or any(x0 <= x <= x1 and y0 <= y <= y1 for x, y in ring):
+        return "crossing"
+    return "outside"
 
 
 class ZoneIndex:
@@ -438,7 +457,20 @@ class ZoneIndex:
             for row in range(int((box[1] - y0) // cell), int((box[3] - y0) // cell) + 1):
                 for column in range(int((box[0] - x0) // cell), int((box[2] - x0) // cell) + 1):
                     cells[row * columns + column].append((zone, box))
-        return _Grid(x0, y0, cell, columns, rows, cells)
+        return _Grid(x0, y0, cell, columns, rows, cells, [_UNKNOWN] * len(cells))
+
+    @staticmethod
+    def _answer(grid: _Grid, index: int) -> Any:
+        """The zone holding all of cell `index`, None if no zone touches it, else _MIXED."""
+        row, column = divmod(index, grid.columns)
+        x0, y0 = grid.x0 + column * grid.cell, grid.y0 + row * grid.cell
+        for zone, _ in grid.cells[index]:  # smallest first: the first zone touching the cell decides
+            relation = _rectangle_relation(zone.polygon, x0, y0, x0 + grid.cell, y0 + grid.cell)
+            if relation == "inside":
+                return zone
+            if relation == "crossing":
+                return _MIXED
+        return None
 
     def zone_at(self, floor_code: str, x: float, y: float) -> Zone | None:
         """The smallest zone of the floor containing (x, y) in local metres, or None."""
@@ -448,10 +480,22 @@ class ZoneIndex:
         column, row = int((x - grid.x0) // grid.cell), int((y - grid.y0) // grid.cell)
         if not (0 <= column < grid.columns and 0 <= row < grid.rows):
             return None
-        for zone, (bx0, by0, bx1, by1) in grid.cells[row * grid.columns + column]:
+        index = row * grid.columns + column
+        # A cell wholly inside one zone (most of a floor) is answered without ray casting.
+        answer = grid.answers[index]
+        if answer is _UNKNOWN:
+            answer = grid.answers[index] = self._answer(grid, index)
+        if answer is not _MIXED:
+            return answer
+        for zone, (bx0, by0, bx1, by1) in grid.cells[index]:
             if bx0 <= x <= bx1 and by0 <= y <= by1 and contains(zone.polygon, x, y):
                 return zone
         return None
+
+    def zone_id_at(self, floor_code: str, x: float, y: float) -> str | None:
+        """zone_at's id: the tracker's ZoneLookup."""
+        zone = self.zone_at(floor_code, x, y)
+        return None if zone is None else zone.id
 
     def zone(self, floor_code: str, zone_id: str) -> Zone | None:
         return self._zones.get((floor_code, zone_id))

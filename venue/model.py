@@ -7,7 +7,9 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, Mapping
+from typing import Annotated, Any, Literal, Mapping
+
+import msgspec
 
 ZoneKind = Literal["entrance", "opening_hall", "waiting_area", "evaluation_room", "isolation_corridor",
                    "phone_lockers", "supervision_room", "archive", "corridor", "office"]
@@ -112,13 +114,20 @@ class AccessRule:
     session_id: uuid.UUID | None = None
 
 
-@dataclass(frozen=True)
-class Position:
+# Local metres: anything further out is a unit or transform error, not a place on a floor.
+MAX_COORDINATE = 100_000.0
+_Metres = Annotated[float, msgspec.Meta(ge=-MAX_COORDINATE, le=MAX_COORDINATE)]
+
+
+class Position(msgspec.Struct, frozen=True, gc=False):
+    """A tag's fix. A msgspec Struct, not a dataclass: batches of thousands are decoded straight
+    into these (venue/ingest.py), and the annotations' constraints are what decoding checks."""
+
     tag: str
-    t: datetime
+    t: Annotated[datetime, msgspec.Meta(tz=True)]
     floor: str
-    x: float
-    y: float
+    x: _Metres
+    y: _Metres
     quality: float | None = None
 
 

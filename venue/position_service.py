@@ -175,9 +175,8 @@ async def apply_retention(pool: asyncpg.Pool, now: datetime, retention_days: int
 def zone_lookup(engine: Any) -> ZoneLookup:
     """The floors part's zone index, looked up at each call: it is replaced on every reload."""
     def zone_of(floor: str, x: float, y: float) -> str | None:
-        index = engine.parts.get("floors")
-        zone = index.zone_at(floor, x, y) if index is not None else None
-        return None if zone is None else zone.id
+        floors = engine.parts.get("floors")
+        return None if floors is None else floors.index.zone_id_at(floor, x, y)
     return zone_of
 
 

@@ -38,7 +38,7 @@ import math
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta, timezone
-from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
+from typing import Any, Callable, Iterable, Mapping, NamedTuple, Protocol, Sequence
 from zoneinfo import ZoneInfo
 
 from venue.model import Alert, DoorEvent, Person, Position, Severity, Zone
@@ -86,9 +86,11 @@ def parse_clock(text: str) -> time:
 # --------------------------------------------------------------------------- inputs
 
 
-@dataclass(frozen=True)
-class Presence:
-    """What the rules read of one tracked person: the last position and the zone (with hysteresis)."""
+class Presence(NamedTuple):
+    """What the rules read of one tracked person: the last position and the zone (with hysteresis).
+
+    A NamedTuple: one is made per moved person per position batch, and a frozen dataclass
+    costs three times as much to make (1 µs against 0.3)."""
 
     person: Person
     floor: str

@@ -4,7 +4,7 @@ Pure: no I/O, no clock. The engine keeps one `Tracker` per app (part "tracker"),
 stored batch of positions and hands the resulting `Transition`s to the rules; the live map
 reads `states()`. A tag means a person through the tag credential valid at the position's
 time (`Directory`); which zone a point lies in comes from the floor plans (`ZoneLookup`, in
-the app the floors part's `ZoneIndex.zone_at`).
+the app the floors part's `ZoneIndex.zone_id_at`).
 
 Hysteresis: UWB fixes jitter by 0.1–0.3 m, so a person standing in a doorway would flap
 between two zones. A person enters a new zone (or leaves every zone) only after
@@ -22,7 +22,7 @@ from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from operator import attrgetter
-from typing import Callable, Iterable, NamedTuple
+from typing import Callable, Iterable, Iterator, NamedTuple
 
 from venue.model import Credential, Person, Position
 
@@ -34,6 +34,7 @@ LIVE_EVERY_SECONDS = 0.5
 ZoneLookup = Callable[[str, float, float], "str | None"]
 
 _by_time = attrgetter("t")
+_by_at = attrgetter("at")
 _END = datetime.max.replace(tzinfo=timezone.utc)  # an open-ended binding
 
 
@@ -63,6 +64,27 @@ class Directory:
             if valid_from <= moment < valid_until:
                 return person
         return None
+
+    def runs(self, tag: str, positions: list[Position]) -> Iterator[tuple[uuid.UUID | None, list[Position]]]:
+        """A tag's positions (in time order) split by the person it was bound to at each:
+        (person or None, the consecutive positions of that binding)."""
+        bindings = self._tags.get(tag, ())
+        first, last = positions[0].t, positions[-1].t
+        for valid_from, valid_until, person in bindings:
+            if valid_from <= first and last < valid_until:
+                yield person, positions  # the common case: one binding covers them all
+                return
+        run: list[Position] = []
+        current: uuid.UUID | None = None
+        for position in positions:
+            person = self.person_at(tag, position.t)
+            if run and person != current:
+                yield current, run
+                run = []
+            current = person
+            run.append(position)
+        if run:
+            yield current, run
 
     def person(self, person: uuid.UUID) -> Person | None:
         return self._people.get(person)
@@ -137,46 +159,74 @@ class Tracker:
         """New people, credentials or floor plans (a policy reload); the state is kept."""
         self.directory, self.zone_of = directory, zone_of
 
-    def update(self, positions: Iterable[Position]) -> list[Transition]:
+    def update(self, positions: Iterable[Position], zone_of: ZoneLookup | None = None) -> list[Transition]:
         """Apply positions (any order; older ones than a person's last are ignored) and return
-        the zone transitions they confirmed, in time order."""
-        person_at, zone_of, tracks = self.directory.person_at, self.zone_of, self._tracks
-        enter_after, transitions, moved = self.enter_after, [], set()
+        the zone transitions they confirmed, in time order. `zone_of`, when given, is this
+        batch's lookup instead of the tracker's own (the engine's current floors, resolved once)."""
+        # One pass per tag rather than per position: who a tag means is looked up once per
+        # batch, and a person's state stays in local variables over their positions.
+        groups: dict[str, list[Position]] = {}
         for position in sorted(positions, key=_by_time):
-            person = person_at(position.tag, position.t)
-            if person is None:
-                self.unknown_tags += 1
-                continue
-            zone_id = zone_of(position.floor, position.x, position.y)
-            zone = None if zone_id is None else (position.floor, zone_id)
-            track = tracks.get(person)
-            if track is None:
-                # First sight: no earlier zone to hold on to, so the first fix decides.
-                tracks[person] = _Track(position, zone, self.trail)
-                if zone is not None:
-                    transitions.append(Transition(person, position.t, None, None, *zone))
-                moved.add(person)
-                continue
-            if position.t <= track.last.t:
-                continue
-            track.last = position
-            track.trail.append(position)
-            moved.add(person)
-            if zone == track.zone:
-                track.candidate, track.candidate_count = None, 0
-                continue
-            if zone == track.candidate and track.candidate_count:
-                track.candidate_count += 1
+            group = groups.get(position.tag)
+            if group is None:
+                groups[position.tag] = [position]
             else:
-                track.candidate, track.candidate_count, track.candidate_since = zone, 1, position.t
-            if track.candidate_count >= enter_after:
-                transitions.append(Transition(person, track.candidate_since, *(track.zone or (None, None)),
-                                              *(zone or (None, None))))
-                track.zone, track.since = zone, track.candidate_since
-                track.candidate, track.candidate_count = None, 0
+                group.append(position)
+        by_person: dict[uuid.UUID, list[Position]] = {}
+        for tag, group in groups.items():
+            for person, run in self.directory.runs(tag, group):
+                if person is None:
+                    self.unknown_tags += len(run)
+                elif person in by_person:  # a person carrying two tags at once
+                    by_person[person] = sorted(by_person[person] + run, key=_by_time)
+                else:
+                    by_person[person] = run
+        transitions: list[Transition] = []
+        lookup = zone_of or self.zone_of
+        moved = {person for person, run in by_person.items() if self._follow(person, run, lookup, transitions)}
+        transitions.sort(key=_by_at)
         self.last_moved = frozenset(moved)
         self._moved |= moved
         return transitions
+
+    def _follow(self, person: uuid.UUID, run: list[Position], zone_of: ZoneLookup,
+                transitions: list[Transition]) -> bool:
+        """A person's positions in time order: the hysteresis over each; whether any was new."""
+        enter_after = self.enter_after
+        track = self._tracks.get(person)
+        if track is None:
+            # First sight: no earlier zone to hold on to, so the first fix decides.
+            first = run[0]
+            zone_id = zone_of(first.floor, first.x, first.y)
+            track = self._tracks[person] = _Track(first, None if zone_id is None else (first.floor, zone_id), self.trail)
+            if zone_id is not None:
+                transitions.append(Transition(person, first.t, None, None, first.floor, zone_id))
+            run = run[1:]
+        elif run[-1].t <= track.last.t:
+            return False
+        zone, candidate, count, candidate_since = track.zone, track.candidate, track.candidate_count, track.candidate_since
+        last, trail = track.last, track.trail
+        for position in run:
+            if position.t <= last.t:
+                continue  # not newer than what the state already holds (a re-sent or late fix)
+            last = position
+            trail.append(position)
+            zone_id = zone_of(position.floor, position.x, position.y)
+            here = None if zone_id is None else (position.floor, zone_id)
+            if here == zone:
+                candidate, count = None, 0
+                continue
+            if here == candidate and count:
+                count += 1
+            else:
+                candidate, count, candidate_since = here, 1, position.t
+            if count >= enter_after:
+                transitions.append(Transition(person, candidate_since, *(zone or (None, None)), *(here or (None, None))))
+                zone, track.since = here, candidate_since
+                candidate, count = None, 0
+        track.zone, track.candidate, track.candidate_count, track.candidate_since = zone, candidate, count, candidate_since
+        track.last = last
+        return True
 
     def state(self, person: uuid.UUID) -> PersonState | None:
         track = self._tracks.get(person)
