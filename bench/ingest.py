@@ -10,9 +10,11 @@ picks them up. The venue's hours are set to 00:00–23:59 so that "presence afte
 not fire on everyone when the bench runs at night.
 
 Every batch is generated before the clock starts: each person walks at about 1 m/s with a
-fix every 0.1 s (10 Hz), --batch records a batch, JSON arrays. Throughput: two senders POST
-them to /api/venue/positions as a positioning system would (bearer token) as fast as the
-server answers, for --seconds. Alerts: then, under a paced load of --alert-rate positions/s
+fix every 0.1 s (10 Hz), --batch records a batch, JSON arrays. Throughput: four senders (a
+floor's positioning servers) POST them to /api/venue/positions as a positioning system would
+(bearer token) as fast as the server answers, for --seconds: with fewer, the server sits idle
+while every batch in flight waits on PostgreSQL, and the figure measures the round trip
+rather than the server. Alerts: then, under a paced load of --alert-rate positions/s
 (the goal rate: a saturated server queues everything, alerts included), each expert–bidder
 pair is put 1 m apart (a batch of its two fixes), fixed again 5 s later, and a third time
 10.4 s after the first, which makes "expert within 2 m of a bidder for more than 10 s" due;
@@ -61,7 +63,7 @@ SCRIPT = Path(__file__).resolve()
 TOKEN = "bench-positioning-" + secrets.token_urlsafe(24)
 FLOOR = "F1"
 HZ = 10
-SENDERS = 2
+SENDERS = 4
 PROBE_SPACING_S = 0.1
 PROBE_REFRESH_S = 5.0
 PROBE_TRIGGER_S = 10.4  # the rule holds for "more than 10 s" of the server's clock
@@ -390,7 +392,7 @@ if __name__ == "__main__":
                             help="positions/s of the paced load while alerts are timed (default 20000, the goal)")
         parser.add_argument("--probes", type=int, default=100,
                             help="expert-bidder pairs timed for alert latency (default 100)")
-        parser.add_argument("--max-rate", type=float, default=60_000.0,
-                            help="positions/s the generated batches can feed (default 60000)")
+        parser.add_argument("--max-rate", type=float, default=200_000.0,
+                            help="positions/s the generated batches can feed (default 200000)")
         parser.add_argument("--tmp-root", default="/tmp", help="where the temporary data directory goes")
         asyncio.run(main(parser.parse_args()))

@@ -146,11 +146,9 @@ def rule_config(settings: Any) -> RuleConfig:
 
 def track(tracker: Any, positions: Sequence[Position], floors: Any) -> tuple[list[Any], list[Any]]:
     """venue/tracker.py: `update` returns the confirmed transitions (zones looked up in this
-    batch's floors, venue/floorplan.py ZoneIndex.zone_id_at); `last_moved` names the people
-    whose state it changed; `state(person)` is a PersonState."""
+    batch's floors, venue/floorplan.py ZoneIndex.zone_id_at); `moved()` their PersonStates."""
     transitions = tracker.update(positions, floors.index.zone_id_at if floors is not None else None)
-    states = [tracker.state(person) for person in tracker.last_moved]
-    return [s for s in states if s is not None], transitions
+    return tracker.moved(), transitions
 
 
 def zone_of(floors: Any, floor: str | None, zone_id: str | None) -> Zone | None:

@@ -151,6 +151,7 @@ class Tracker:
         self._tracks: dict[uuid.UUID, _Track] = {}
         self._moved: set[uuid.UUID] = set()
         self._live_at: float | None = None
+        self._last: list[tuple[uuid.UUID, _Track]] = []
         # The people whose state the last `update` changed (for rules that look at movement).
         self.last_moved: frozenset[uuid.UUID] = frozenset()
         self.unknown_tags = 0
@@ -183,10 +184,11 @@ class Tracker:
                     by_person[person] = run
         transitions: list[Transition] = []
         lookup = zone_of or self.zone_of
-        moved = {person for person, run in by_person.items() if self._follow(person, run, lookup, transitions)}
+        self._last = [(person, self._tracks[person]) for person, run in by_person.items()
+                      if self._follow(person, run, lookup, transitions)]
         transitions.sort(key=_by_at)
-        self.last_moved = frozenset(moved)
-        self._moved |= moved
+        self.last_moved = frozenset(person for person, _ in self._last)
+        self._moved |= self.last_moved
         return transitions
 
     def _follow(self, person: uuid.UUID, run: list[Position], zone_of: ZoneLookup,
@@ -227,6 +229,10 @@ class Tracker:
         track.zone, track.candidate, track.candidate_count, track.candidate_since = zone, candidate, count, candidate_since
         track.last = last
         return True
+
+    def moved(self) -> list[PersonState]:
+        """The states of the people the last `update` moved."""
+        return [self._snapshot(person, track) for person, track in self._last]
 
     def state(self, person: uuid.UUID) -> PersonState | None:
         track = self._tracks.get(person)

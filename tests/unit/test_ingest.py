@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 from datetime import date, datetime, timedelta, timezone
+from typing import Callable
 
 import pytest
 
+from venue import ingest, model
 from venue.ingest import (
-    MAX_RECORDS, Batch, BatchInvalid, RecordError, Report, batch_id, errors_from_json, errors_json, parse_body,
-    parse_records,
+    MAX_FUTURE, MAX_RECORDS, Batch, BatchInvalid, RecordError, Report, batch_id, errors_from_json, errors_json,
+    parse_batch, parse_body, parse_records,
 )
 from venue.model import Position, Transform
 
@@ -155,3 +158,216 @@ def test_a_floor_with_a_transform_gets_plan_metres() -> None:
     batch = parse_records([with_(x=1, y=0, floor="F2"), with_(x=1, y=0)], now=NOW, not_before=NOT_BEFORE,
                           transforms=transforms)
     assert [(p.floor, round(p.x, 9), round(p.y, 9)) for p in batch.positions] == [("F2", 10.0, 22.0), ("F1", 1.0, 0.0)]
+
+
+# ---------------------------------------------------------------------------- parse_batch: msgspec first
+# parse_batch reads a whole batch with msgspec and checks it once; only a batch that fails is judged
+# record by record. These tests hold it to the promise that a record's outcome is its own: the same
+# whether its batch took the fast path or not, and the same as parse_records gave before msgspec,
+# except where msgspec reads a time Python reads otherwise (the module docstring).
+
+TRANSFORMS = {"F2": Transform(scale=2.0, rotation_deg=90.0, dx=10.0, dy=20.0)}
+ZONES = {"Z": timezone.utc, "z": timezone.utc, "+00:00": timezone.utc, "-00:00": timezone.utc,
+         "+08:00": timezone(timedelta(hours=8)), "-05:30": timezone(-timedelta(hours=5, minutes=30))}
+# Three ways to push a batch off the fast path, one for each way the record-by-record path reads:
+# a record msgspec refuses (the others as msgspec's Raw slices), a NaN (msgspec cannot slice the
+# body at all: json's scanner finds the records) and a tag that only the batch's check refuses.
+POISONS = {"not an object": ([1, 2], "not a JSON object"), "NaN": (with_(quality=float("nan")), "quality must be a number"),
+           "bad tag": (with_(tag="-lead"), "tag must be 1 to 64 letters, digits, '_', '.', ':' or '-', "
+                                           "starting with a letter or digit")}
+
+
+def batch_of(records: list, *, ndjson: bool, transforms: dict | None = None) -> Batch:
+    return parse_batch(body_of(records, ndjson=ndjson), ndjson=ndjson, now=NOW, not_before=NOT_BEFORE,
+                       transforms=transforms)
+
+
+def body_of(records: list, *, ndjson: bool) -> bytes:
+    if ndjson:
+        return b"".join(json.dumps(r).encode() + b"\n" for r in records)
+    return json.dumps(records).encode()
+
+
+def exact(batch: Batch) -> str:
+    """The batch to the last bit: repr tells -0.0 from 0.0; UTC must be the timezone.utc singleton."""
+    assert all(p.t.tzinfo is timezone.utc for p in batch.positions)
+    return repr(batch)
+
+
+def msgspec_time(rng: random.Random) -> str:
+    """A time in the window written as msgspec reads it: any zone, up to nine fractional digits."""
+    zone = rng.choice(list(ZONES))
+    moment = rng.choice([NOT_BEFORE, NOW + MAX_FUTURE, NOW - timedelta(seconds=rng.uniform(0, 29 * 86400))])
+    digits = rng.choice([0, 1, 3, 6, 7, 9])
+    fraction = f".{rng.randrange(10**digits):0{digits}d}" if digits else ""
+    if moment in (NOT_BEFORE, NOW + MAX_FUTURE):
+        fraction = "." + "0" * digits if digits else ""  # at the very edge, which is still inside
+    return moment.astimezone(ZONES[zone]).strftime("%Y-%m-%dT%H:%M:%S") + fraction + zone
+
+
+def good_record(rng: random.Random) -> dict:
+    """A record msgspec reads and every check passes."""
+    record: dict = {"tag": rng.choice(["UWB-0001", "a:b.c_d-e", f"L{rng.randrange(30):05d}"]),
+                    "t": msgspec_time(rng),
+                    "x": rng.choice([rng.uniform(-500, 500), rng.randint(-500, 500), -0.0, 0, 100000, -100000.0]),
+                    "y": rng.choice([rng.uniform(-500, 500), rng.randint(-500, 500)]),
+                    "floor": rng.choice(["F1", "F2", "B-1.2"])}
+    if rng.random() < 0.5:
+        record["quality"] = rng.choice([None, 0.9, 1, 0])
+    if rng.random() < 0.3:
+        record["battery"] = rng.choice([3.7, "低", {"fw": "1.2", "ids": [1, 2, None]}])
+    return record
+
+
+def python_only_record(rng: random.Random) -> dict:
+    """A good record msgspec refuses and the Python checker takes: epoch ms, ISO that only Python reads."""
+    moment = NOW - timedelta(seconds=rng.uniform(0, 29 * 86400))
+    t = rng.choice([int(moment.timestamp() * 1000), moment.timestamp() * 1000 + 0.5,
+                    moment.strftime("%Y-%m-%d %H:%M:%S.%fZ"), moment.strftime("%Y%m%dT%H%M%SZ"),
+                    moment.astimezone(ZONES["+08:00"]).strftime("%Y-%m-%dT%H:%M:%S+0800")])
+    return dict(good_record(rng), t=t)
+
+
+def bad_record(rng: random.Random) -> dict | list:
+    return rng.choice([record for record, _ in MALFORMED] + [
+        with_(t=(NOW + MAX_FUTURE + timedelta(microseconds=1)).isoformat()),
+        with_(t=(NOT_BEFORE - timedelta(microseconds=1)).isoformat()),
+        with_(t="2026-05-01T09:05:00.0000009Z")])  # rounds up, past the edge
+
+
+@pytest.mark.parametrize("ndjson", [False, True], ids=["array", "ndjson"])
+@pytest.mark.parametrize("seed", range(40))
+def test_a_record_is_judged_alone_whatever_else_its_batch_holds(seed: int, ndjson: bool) -> None:
+    rng = random.Random(seed)
+    makers = [good_record] * 3 + [python_only_record, bad_record]
+    records = [rng.choice(makers)(rng) for _ in range(rng.randint(1, 25))]
+    transforms = TRANSFORMS if seed % 2 else None
+    whole = batch_of(records, ndjson=ndjson, transforms=transforms)
+    alone = [batch_of([record], ndjson=ndjson, transforms=transforms) for record in records]
+    assert exact(whole) == exact(Batch.join([renumbered(b, i) for i, b in enumerate(alone)]))
+    assert whole.accepted + whole.rejected == len(records)
+
+
+def renumbered(batch: Batch, index: int) -> Batch:
+    return Batch(batch.positions, tuple(RecordError(index, e.error) for e in batch.errors), batch.first, batch.last)
+
+
+@pytest.mark.parametrize("ndjson", [False, True], ids=["array", "ndjson"])
+@pytest.mark.parametrize("poison", list(POISONS))
+@pytest.mark.parametrize("seed", range(15))
+def test_the_fast_path_and_the_record_by_record_one_agree(seed: int, poison: str, ndjson: bool) -> None:
+    rng = random.Random(seed)
+    records = [good_record(rng) for _ in range(rng.randint(1, 40))]
+    transforms = TRANSFORMS if seed % 2 else None
+    fast = batch_of(records, ndjson=ndjson, transforms=transforms)
+    assert fast.rejected == 0
+    record, message = POISONS[poison]
+    at = rng.randint(0, len(records))
+    slow = batch_of(records[:at] + [record] + records[at:], ndjson=ndjson, transforms=transforms)
+    assert slow.errors == (RecordError(at, message),)
+    assert exact(slow) == exact(Batch(fast.positions, slow.errors, fast.first, fast.last))
+
+
+@pytest.mark.parametrize("ndjson", [False, True], ids=["array", "ndjson"])
+@pytest.mark.parametrize(("record", "message"), MALFORMED, ids=[m for _, m in MALFORMED])
+def test_one_bad_record_leaves_the_others_as_the_good_batch_has_them(record: object, message: str,
+                                                                    ndjson: bool) -> None:
+    rng = random.Random(message)
+    good = [good_record(rng) for _ in range(8)] + [python_only_record(rng) for _ in range(2)]
+    rng.shuffle(good)
+    clean = batch_of(good, ndjson=ndjson, transforms=TRANSFORMS)
+    spoilt = batch_of(good[:4] + [record] + good[4:], ndjson=ndjson, transforms=TRANSFORMS)
+    assert spoilt.errors == (RecordError(4, message),)
+    assert exact(spoilt) == exact(Batch(clean.positions, spoilt.errors, clean.first, clean.last))
+
+
+def test_parse_batch_reads_as_parse_records_did() -> None:
+    ms = int(NOW.timestamp() * 1000) - 1500
+    records = [GOOD, with_(t="2026-05-01T16:59:59.5+08:00", quality=0.8), with_(t=ms), with_(t=ms + 0.5),
+               with_(t="2026-05-01 08:59:59.5Z"), with_(x=-0.0, y=0, floor="F2", battery=[1, {"a": None}])]
+    for ndjson in (False, True):
+        batch = batch_of(records, ndjson=ndjson, transforms=TRANSFORMS)
+        assert exact(batch) == exact(parse_records(records, now=NOW, not_before=NOT_BEFORE, transforms=TRANSFORMS))
+        assert batch.positions[2].t == NOW - timedelta(milliseconds=1500)
+
+
+def test_every_zero_offset_is_the_utc_singleton() -> None:
+    records = [with_(t="2026-04-30T12:00:00.5" + zone) for zone in ZONES]
+    for ndjson in (False, True):
+        batch = batch_of(records, ndjson=ndjson)
+        noon = datetime(2026, 4, 30, 12, 0, 0, 500000, tzinfo=timezone.utc)
+        assert [p.t for p in batch.positions] == [noon] * 4 + [noon - timedelta(hours=8),
+                                                               noon + timedelta(hours=5, minutes=30)]
+        assert all(p.t.tzinfo is timezone.utc for p in batch.positions)
+
+
+@pytest.mark.parametrize("poison", [None, *POISONS])
+@pytest.mark.parametrize("ndjson", [False, True], ids=["array", "ndjson"])
+def test_where_msgspec_and_python_read_a_time_apart_msgspec_reading_holds(ndjson: bool, poison: str | None) -> None:
+    records = [with_(t="2026-05-01T08:59:59.1234567Z"), with_(t="2026-05-01T08:59:59.5z"),
+               with_(t="2026-05-01T09:04:59.9999996Z")]  # rounds to 09:05:00, the last moment taken
+    extra = [] if poison is None else [POISONS[poison][0]]
+    batch = batch_of(records + extra, ndjson=ndjson)
+    assert [p.t for p in batch.positions] == [datetime(2026, 5, 1, 8, 59, 59, 123457, tzinfo=timezone.utc),
+                                              datetime(2026, 5, 1, 8, 59, 59, 500000, tzinfo=timezone.utc),
+                                              NOW + MAX_FUTURE]
+    # parse_records has only Python's reading: it truncates, and refuses the lowercase z.
+    python = parse_records(records, now=NOW, not_before=NOT_BEFORE)
+    assert [p.t.microsecond for p in python.positions] == [123456, 999999]
+    assert python.errors == (RecordError(1, "t must be ISO 8601 with a time zone, or epoch milliseconds"),)
+
+
+GOOD_JSON = json.dumps(GOOD).encode()
+
+
+@pytest.mark.parametrize("extra", [b'"\xff"', b'"\xc0\x80"', b"9" * 4301], ids=["not UTF-8", "overlong", "huge int"])
+def test_what_msgspec_would_skip_but_json_refuses_is_refused_as_before(extra: bytes) -> None:
+    # msgspec does not decode an unknown key's value; json does, and refuses these.
+    spoilt = GOOD_JSON[:-1] + b', "firmware": ' + extra + b"}"
+    with pytest.raises(BatchInvalid) as refused:
+        parse_batch(b"[" + GOOD_JSON + b"," + spoilt + b"]", ndjson=False, now=NOW, not_before=NOT_BEFORE)
+    assert (refused.value.status, refused.value.code, refused.value.message) == (
+        400, "malformed_json", "the body is not valid JSON: not UTF-8")
+    batch = parse_batch(GOOD_JSON + b"\n" + spoilt + b"\n", ndjson=True, now=NOW, not_before=NOT_BEFORE)
+    assert (batch.accepted, batch.errors) == (1, (RecordError(1, "not valid JSON: not UTF-8"),))
+
+
+def test_a_long_number_json_reads_stays_on_the_record_by_record_path() -> None:
+    # 4,300 digits is CPython's limit for an int; a float that long is fine to both.
+    records = [GOOD_JSON[:-1] + b', "n": ' + digits + b"}" for digits in (b"9" * 4300, b"9" * 5000 + b".5")]
+    batch = parse_batch(b"[" + b",".join(records) + b"]", ndjson=False, now=NOW, not_before=NOT_BEFORE)
+    assert (batch.accepted, batch.rejected) == (2, 0)
+
+
+@pytest.mark.parametrize("encode", [lambda text: b"\xef\xbb\xbf" + text.encode(), lambda text: text.encode("utf-16")],
+                         ids=["byte order mark", "UTF-16"])
+def test_a_body_only_json_can_read_is_judged_record_by_record(encode: Callable[[str], bytes]) -> None:
+    # msgspec refuses these bodies whole; json reads them and its scanner finds each record's text.
+    records = [GOOD, with_(t="2026-05-01T08:59:59.5z"), with_(tag="-lead")]
+    batch = parse_batch(encode(json.dumps(records)), ndjson=False, now=NOW, not_before=NOT_BEFORE)
+    assert exact(batch) == exact(batch_of(records, ndjson=False))
+    assert batch.accepted == 2
+
+
+def test_a_raw_surrogate_in_an_unknown_key_is_read_the_same_on_every_path() -> None:
+    # Raw UTF-8 bytes of a lone surrogate: json reads them ('surrogatepass'), msgspec skips them.
+    odd = GOOD_JSON[:-1].replace(b'.5Z"', b'.5z"') + b', "name": "\xed\xa0\x80"}'
+    for others in ([], [json.dumps(with_(quality=float("nan"))).encode()], [b"[1, 2]"]):
+        batch = parse_batch(b"[" + b",".join([odd, *others]) + b"]", ndjson=False, now=NOW, not_before=NOT_BEFORE)
+        assert batch.positions[0].t.microsecond == 500000
+
+
+def test_the_coordinate_limit_is_the_models() -> None:
+    assert ingest.MAX_COORDINATE == model.MAX_COORDINATE == 100_000
+    batch = batch_of([with_(x=100_000), with_(x=100_000.000001)], ndjson=False)
+    assert (batch.accepted, batch.errors) == (1, (RecordError(1, "x must be a finite number of metres within ±100000"),))
+
+
+@pytest.mark.parametrize("ndjson", [False, True])
+def test_an_offset_time_at_the_edge_of_the_calendar_is_a_record_error_not_a_crash(ndjson: bool) -> None:
+    # 0001-01-01T00:30+01:00 is in year 0 in UTC: astimezone overflows; the record is refused alone.
+    records = [GOOD, with_(t="0001-01-01T00:30:00+01:00"), with_(t="9999-12-31T23:30:00-01:00")]
+    body = b"\n".join(json.dumps(r).encode() for r in records) if ndjson else json.dumps(records).encode()
+    batch = parse_batch(body, ndjson=ndjson, now=NOW, not_before=datetime.min.replace(tzinfo=timezone.utc))
+    assert [p.tag for p in batch.positions] == ["UWB-0001"]
+    assert [(e.index, e.error) for e in batch.errors] == [(1, "t is out of range"), (2, "t is out of range")]
