@@ -98,7 +98,7 @@ class VenueEngine:
         flow = self.workflow()
         floors = self.parts.get("floors")
         moved, transitions = track(tracker, positions, floors)
-        presences = [p for p in (presence(s, flow, tracker, floors) for s in moved) if p is not None]
+        presences = presences_of(moved, flow, tracker, floors)
         alerts = self.rules.on_positions(presences, [crossing(t, floors) for t in transitions], flow,
                                          allowed_by(self.parts.get("policy")), now)
         return self._raise(alerts)
@@ -119,7 +119,7 @@ class VenueEngine:
         tracker, floors = self.parts.get("tracker"), self.parts.get("floors")
         flow = self.workflow()
         states = tracker.states() if tracker is not None else []
-        presences = [p for p in (presence(s, flow, tracker, floors) for s in states) if p is not None]
+        presences = presences_of(states, flow, tracker, floors)
         return self._raise(self.rules.tick(presences, flow, now))
 
     def workflow(self) -> Workflow:
@@ -158,13 +158,19 @@ def zone_of(floors: Any, floor: str | None, zone_id: str | None) -> Zone | None:
     return floors.index.zone(floor, zone_id)
 
 
-def presence(state: Any, flow: Workflow, tracker: Any, floors: Any) -> Presence | None:
-    """A tracker.PersonState as the rules read it; None for a person nobody knows any more."""
-    person: Person | None = flow.people.get(state.person) or tracker.directory.person(state.person)
-    if person is None:
-        return None
-    return Presence(person, state.floor, state.x, state.y, state.last_seen, zone_of(floors, state.zone_floor, state.zone),
-                    state.since, state.tag, state.trail)
+def presences_of(states: Sequence[Any], flow: Workflow, tracker: Any, floors: Any) -> list[Presence]:
+    """tracker.PersonStates as the rules read them, leaving out people nobody knows any more.
+
+    One loop with its lookups bound once: it runs for every moved person of every batch."""
+    from_flow, from_directory = flow.people.get, tracker.directory.person
+    zone = floors.index.zone if floors is not None else (lambda floor, zone_id: None)
+    out = []
+    for s in states:
+        person: Person | None = from_flow(s.person) or from_directory(s.person)
+        if person is not None:
+            out.append(Presence(person, s.floor, s.x, s.y, s.last_seen,
+                                zone(s.zone_floor, s.zone) if s.zone is not None else None, s.since, s.tag, s.trail))
+    return out
 
 
 def crossing(transition: Any, floors: Any) -> Crossing:

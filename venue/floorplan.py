@@ -493,7 +493,15 @@ class ZoneIndex:
         return None
 
     def zone_id_at(self, floor_code: str, x: float, y: float) -> str | None:
-        """zone_at's id: the tracker's ZoneLookup."""
+        """zone_at's id: the tracker's ZoneLookup, called for every position. A cell already
+        answered whole is read here without the call to zone_at."""
+        grid = self._grids.get(floor_code)
+        if grid is not None:
+            column, row = int((x - grid.x0) // grid.cell), int((y - grid.y0) // grid.cell)
+            if 0 <= column < grid.columns and 0 <= row < grid.rows:
+                answer = grid.answers[row * grid.columns + column]
+                if answer is None or (answer is not _UNKNOWN and answer is not _MIXED):
+                    return None if answer is None else answer.id
         zone = self.zone_at(floor_code, x, y)
         return None if zone is None else zone.id
 

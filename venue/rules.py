@@ -235,18 +235,19 @@ class Grid:
         self.cells.setdefault(cell, {})[pid] = p
         self.cell_of[pid] = cell
 
-    def near(self, p: Presence, distance: float, fresh_after: datetime) -> Iterable[Presence]:
+    def near(self, p: Presence, distance: float, fresh_after: datetime) -> list[Presence]:
         """Others within `distance` of p (distance ≤ size), seen at or after `fresh_after`."""
-        floor, cx, cy = p.floor, math.floor(p.x / self.size), math.floor(p.y / self.size)
+        floor, x, y, cells = p.floor, p.x, p.y, self.cells
+        cx, cy = math.floor(x / self.size), math.floor(y / self.size)
         limit = distance * distance
-        for dx in (-1, 0, 1):
-            for dy in (-1, 0, 1):
-                bucket = self.cells.get((floor, cx + dx, cy + dy))
-                if not bucket:
-                    continue
-                for q in bucket.values():
-                    if (q.x - p.x) ** 2 + (q.y - p.y) ** 2 <= limit and q is not p and q.seen >= fresh_after:
-                        yield q
+        out = []
+        for column in (cx - 1, cx, cx + 1):
+            for row in (cy - 1, cy, cy + 1):
+                bucket = cells.get((floor, column, row))
+                if bucket:
+                    out.extend(q for q in bucket.values()
+                               if (q.x - x) ** 2 + (q.y - y) ** 2 <= limit and q is not p and q.seen >= fresh_after)
+        return out
 
 
 # --------------------------------------------------------------------------- evidence
@@ -430,11 +431,11 @@ def after_hours(memory: Memory, config: RuleConfig, p: Presence, closed_now: boo
 
 
 def pair_conditions(config: RuleConfig, experts: Grid, parties: Grid, p: Presence, workflow: Workflow,
-                    now: datetime) -> list[tuple[Key, Presence, Presence]]:
-    """The proximity conditions that hold for p now: (key, expert, other). Experts and parties
-    (bidders, agents) are in grids of their own, so a party looks at experts only."""
+                    fresh_after: datetime) -> list[tuple[Key, Presence, Presence]]:
+    """The proximity conditions that hold for p now: (key, expert, other), among people seen at
+    or after `fresh_after` (now less `fresh_seconds`). Experts and parties (bidders, agents) are
+    in grids of their own, so a party looks at experts only."""
     role = p.person.role
-    fresh_after = now - timedelta(seconds=config.fresh_seconds)
     if role not in PROXIMITY_ROLES or p.seen < fresh_after:
         return []
     if role != "expert":

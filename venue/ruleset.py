@@ -78,10 +78,11 @@ class Rules:
 
     def _proximity(self, moved: Sequence[Presence], workflow: Workflow, now: datetime) -> list[Alert]:
         out, memory, pairs = [], self.memory, self.pairs
+        fresh_after = now - timedelta(seconds=self.config.fresh_seconds)
         for p in moved:
             if p.person.role not in PROXIMITY_ROLES:
                 continue
-            held = pair_conditions(self.config, self.experts, self.parties, p, workflow, now)
+            held = pair_conditions(self.config, self.experts, self.parties, p, workflow, fresh_after)
             for key, a, b in held:
                 if key not in memory.open:  # a new pair: index it under both people
                     pairs.setdefault(a.person.id, set()).add(key)

@@ -127,6 +127,23 @@ def test_a_reissued_tag_moves_its_new_holder() -> None:
     assert t.state(ALICE).last_seen == T0 + timedelta(seconds=600)
 
 
+def test_two_tags_of_one_person_are_followed_in_time_order() -> None:
+    # From minute 10 Alice carries TAG-A and the re-issued TAG-B: one track, the fixes interleaved.
+    t = tracker()
+    t.update([at(601, 15, tag="TAG-B"), at(600, 15), at(603, 5, tag="TAG-B"), at(602, 15)])
+    trail = t.state(ALICE).trail
+    assert [p.t for p in trail] == [T0 + timedelta(seconds=s) for s in (600, 601, 602, 603)]
+    assert [p.tag for p in trail] == ["TAG-A", "TAG-B", "TAG-A", "TAG-B"]
+
+
+def test_fixes_of_one_instant_count_once_towards_a_zone() -> None:
+    t = tracker()
+    t.update([at(0, 5)])
+    assert t.update([at(1, 15), at(1, 15), at(1, 15)]) == []  # one fix sent three times, not three fixes
+    assert len(t.state(ALICE).trail) == 2
+    assert t.update([at(2, 15), at(3, 15)]) == [Transition(ALICE, T0 + timedelta(seconds=1), "F1", "A", "F1", "B")]
+
+
 def test_the_trail_keeps_the_last_twenty_positions() -> None:
     t = tracker()
     t.update([at(i, 1 + i * 0.1) for i in range(50)])
