@@ -12,6 +12,7 @@ from datetime import date, datetime, time, timedelta, timezone
 from typing import Iterable, Sequence
 
 import asyncpg
+import msgspec
 
 from venue.model import Credential, Person, Position
 
@@ -143,9 +144,9 @@ async def taken_batch(conn: asyncpg.Connection, batch_id: str) -> asyncpg.Record
 
 
 async def copy_positions(conn: asyncpg.Connection, positions: Iterable[Position]) -> None:
-    """One COPY for the whole batch; PostgreSQL routes each row to its day's partition."""
-    await conn.copy_records_to_table("positions", records=[(p.tag, p.t, p.floor, p.x, p.y, p.quality) for p in positions],
-                                     columns=COLUMNS)
+    """One COPY for the whole batch; PostgreSQL routes each row to its day's partition. A
+    Position's fields are COPY's COLUMNS, in their order."""
+    await conn.copy_records_to_table("positions", records=map(msgspec.structs.astuple, positions), columns=COLUMNS)
 
 
 FORGET_BATCHES = "DELETE FROM position_batches WHERE received_at < $1"

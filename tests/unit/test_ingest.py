@@ -371,3 +371,9 @@ def test_an_offset_time_at_the_edge_of_the_calendar_is_a_record_error_not_a_cras
     batch = parse_batch(body, ndjson=ndjson, now=NOW, not_before=datetime.min.replace(tzinfo=timezone.utc))
     assert [p.tag for p in batch.positions] == ["UWB-0001"]
     assert [(e.index, e.error) for e in batch.errors] == [(1, "t is out of range"), (2, "t is out of range")]
+
+
+def test_a_position_is_a_row_of_the_positions_table_in_copy_column_order() -> None:
+    # venue/position_store.py COPYs Positions as tuples of their fields: the order is the contract.
+    from venue.position_store import COLUMNS
+    assert [name.removesuffix("_id").removesuffix("_code") for name in COLUMNS] == list(Position.__struct_fields__)
