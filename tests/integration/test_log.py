@@ -6,7 +6,6 @@ import asyncio
 import io
 import json
 import re
-import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -147,7 +146,7 @@ def test_batches_of_any_size_at_any_offset_make_the_same_tree(database_url: str)
 
 
 def test_append_costs_the_same_queries_at_any_size(database_url: str) -> None:
-    """O(log n) per append: a constant number of queries, and 300 appends stay quick."""
+    """O(log n) per append: a constant number of queries, counted over 300 appends (not timed)."""
     key = new_key()
 
     async def work(conn: asyncpg.Connection) -> list[int]:
@@ -161,12 +160,9 @@ def test_append_costs_the_same_queries_at_any_size(database_url: str) -> None:
             counts.append(len(seen))
         return counts
 
-    started = time.monotonic()
     counts = run_db(database_url, work)
-    elapsed = time.monotonic() - started
     # The first append may also run asyncpg's one-off type introspection.
     assert len(set(counts[1:])) == 1, counts[:10]
-    assert elapsed < 20, f"300 appends took {elapsed:.1f}s"
     assert verify(database_url, key).ok
 
 
