@@ -7,20 +7,26 @@ from starlette.responses import Response
 
 from tenderhall.web import AUTH_ERRORS, ApiDoc, ApiError, json_ok, page_params, read_json, roles, route
 from venue import alerts
+from venue.rules import ALERT_CLASSES
 
 READERS = roles("supervisor", "admin")
 SUPERVISOR = roles("supervisor")
 TAGS = ("venue",)
-_ALERT = {"type": "object", "required": ["id", "rule", "severity", "at", "message", "people", "evidence"]}
+_ALERT = {"type": "object", "required": ["id", "rule", "class", "severity", "at", "message", "people", "evidence"],
+          "properties": {"class": {"type": "string", "enum": list(ALERT_CLASSES)}}}
 
 
 async def api_alerts(request: Request) -> Response:
-    """Alerts newest first; ?open=1 for those not acknowledged yet; ?page=, ?per_page=."""
+    """Alerts newest first; ?open=1 for those not acknowledged yet; ?class= one class of them
+    (evaluation, trajectory, business); ?page=, ?per_page=."""
     page, per_page = page_params(request)
     raw = request.query_params.get("open", "0")
     if raw not in ("0", "1", "true", "false", ""):
         raise ApiError(400, "invalid_query", "open must be 1 or 0")
-    return json_ok(await alerts.page(request.state.pool, raw in ("1", "true"), page, per_page))
+    alert_class = request.query_params.get("class") or None
+    if alert_class is not None and alert_class not in ALERT_CLASSES:
+        raise ApiError(400, "invalid_query", f"class must be one of {', '.join(ALERT_CLASSES)}")
+    return json_ok(await alerts.page(request.state.pool, raw in ("1", "true"), page, per_page, alert_class))
 
 
 async def api_acknowledge(request: Request) -> Response:
@@ -36,7 +42,8 @@ async def api_acknowledge(request: Request) -> Response:
 
 ROUTES = [
     route("/api/venue/alerts", api_alerts, access=READERS, doc=ApiDoc(
-        "The venue's alerts, newest first (open=1: not acknowledged)", tags=TAGS,
+        "The venue's alerts, newest first (open=1: not acknowledged; class=evaluation, trajectory or business)",
+        tags=TAGS,
         response={"type": "object", "required": ["alerts", "page", "per_page", "total"],
                   "properties": {"alerts": {"type": "array", "items": _ALERT}}},
         extra_responses={**AUTH_ERRORS, 400: "invalid_query"})),

@@ -26,6 +26,7 @@ from tenderhall import bus, db, log
 from tenderhall.platform_key import PlatformKey
 from venue.engine import TOPIC
 from venue.model import Alert
+from venue.rules import RULE_CLASSES
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ UPDATE venue_alerts v SET log_index = x.i FROM unnest($1::bigint[], $2::bigint[]
 _NAMES = "SELECT id, name, role FROM venue_people WHERE id = ANY($1::uuid[])"
 _PAGE = """
 SELECT a.*, count(*) OVER () AS total FROM venue_alerts a
-WHERE NOT $1 OR a.acknowledged_at IS NULL
+WHERE (NOT $1 OR a.acknowledged_at IS NULL) AND ($4::text[] IS NULL OR a.rule = ANY($4::text[]))
 ORDER BY a.at DESC, a.id DESC LIMIT $2 OFFSET $3"""
 _LOCK = "SELECT * FROM venue_alerts WHERE id = $1 FOR UPDATE"
 _ACKNOWLEDGE = """
@@ -90,7 +91,8 @@ def alert_json(row: Any, names: dict[uuid.UUID, Any]) -> dict[str, Any]:
         found = names.get(pid)
         return {"id": str(pid), "name": found["name"] if found else None, "role": found["role"] if found else None}
 
-    return {"id": row["id"], "rule": row["rule"], "severity": row["severity"], "at": log.iso_utc(row["at"]),
+    return {"id": row["id"], "rule": row["rule"], "class": RULE_CLASSES.get(row["rule"]), "severity": row["severity"],
+            "at": log.iso_utc(row["at"]),
             "message": row["message"], "people": [who(p) for p in row["people"]], "floor": row["floor_code"],
             "zone": row["zone_id"], "evidence": row["evidence"], "log_index": row["log_index"],
             "acknowledged_at": log.iso_utc(row["acknowledged_at"]) if row["acknowledged_at"] else None,
@@ -150,10 +152,13 @@ async def acknowledge(pool: asyncpg.Pool, signer: PlatformKey, user_id: uuid.UUI
     return out
 
 
-async def page(pool: asyncpg.Pool, open_only: bool, page_number: int, per_page: int) -> dict[str, Any]:
-    """Alerts newest first (only the unacknowledged with `open_only`), a page of them."""
+async def page(pool: asyncpg.Pool, open_only: bool, page_number: int, per_page: int,
+               alert_class: str | None = None) -> dict[str, Any]:
+    """Alerts newest first (only the unacknowledged with `open_only`, only the rules of
+    `alert_class` when given: rules.ALERT_CLASSES), a page of them."""
+    rules = None if alert_class is None else [r for r, c in RULE_CLASSES.items() if c == alert_class]
     async with pool.acquire() as conn:
-        rows = await conn.fetch(_PAGE, open_only, per_page, (page_number - 1) * per_page)
+        rows = await conn.fetch(_PAGE, open_only, per_page, (page_number - 1) * per_page, rules)
         names = await names_of(conn, [p for r in rows for p in r["people"]])
     total = rows[0]["total"] if rows else 0
     return {"alerts": [alert_json(r, names) for r in rows], "page": page_number, "per_page": per_page,

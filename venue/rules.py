@@ -45,6 +45,21 @@ from venue.model import Alert, DoorEvent, Person, Position, Severity, Zone
 
 Key = tuple[Any, ...]
 Allowed = Callable[[Person, Zone, datetime], bool]
+
+# Supervisors sort alerts into classes (business process, opening process, evaluation process,
+# trajectory behaviour); the venue's rules fall into three of them, the opening hall's problems
+# being the fourth. The supervisors' map filters by these, the alerts' API too (?class=).
+ALERT_CLASSES = ("evaluation", "trajectory", "business")
+RULE_CLASSES: Mapping[str, str] = {
+    # the evaluation's integrity: who an evaluating expert is with, and where
+    "expert_left_room": "evaluation", "expert_left_closed_area": "evaluation",
+    "expert_near_party": "evaluation", "experts_meeting": "evaluation",
+    # where a person is or goes, against the rules of the floor
+    "wrong_zone": "trajectory", "tag_silent": "trajectory", "badge_tag_mismatch": "trajectory",
+    "tailgating": "trajectory", "dwell": "trajectory",
+    # the centre running its floor: doors, crowding, opening hours
+    "over_capacity": "business", "after_hours": "business", "door_forced": "business", "door_held_open": "business",
+}
 PROXIMITY_ROLES = frozenset({"expert", "bidder", "agent"})
 PARTY_ROLES = frozenset({"bidder", "agent"})
 

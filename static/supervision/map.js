@@ -291,12 +291,32 @@ function renderAlert(alert) {
   } else if (li.dataset.state !== (alert.acknowledged_at ? "acknowledged" : "open")) {
     fillAlert(li, alert);
   }
-  const open = [...state.alerts.values()].filter((a) => !a.acknowledged_at).length;
-  const badge = $("alert-open-count");
-  badge.textContent = String(open);
-  badge.dataset.count = String(open);
-  $("alerts-empty").hidden = open > 0;
+  li.hidden = !shownByClass(alert);
+  countAlerts();
   requestRender();
+}
+
+/** Whether the class filter (an alert class, or "" for all) lets the alert through. */
+function shownByClass(alert) {
+  const wanted = $("alert-class").value;
+  return !wanted || alert.class === wanted;
+}
+
+function filterAlerts() {
+  for (const [id, li] of state.alertItems) li.hidden = !shownByClass(state.alerts.get(id));
+  countAlerts();
+}
+
+/** The badge counts every open alert; the empty note speaks of those the filter shows. */
+function countAlerts() {
+  const open = [...state.alerts.values()].filter((a) => !a.acknowledged_at);
+  const badge = $("alert-open-count");
+  badge.textContent = String(open.length);
+  badge.dataset.count = String(open.length);
+  const shown = open.filter(shownByClass).length;
+  const empty = $("alerts-empty");
+  empty.hidden = shown > 0;
+  empty.textContent = $("alert-class").value ? S.noAlertsOfClass : S.noAlerts;
 }
 
 function fillAlert(li, alert) {
@@ -304,17 +324,21 @@ function fillAlert(li, alert) {
   li.dataset.state = alert.acknowledged_at ? "acknowledged" : "open";
   li.dataset.severity = alert.severity;
   li.dataset.rule = alert.rule;
+  li.dataset.class = alert.class || "";
   const head = document.createElement("p");
   head.className = "vmap-alert-head";
   const severity = document.createElement("span");
   severity.className = "vmap-severity";
   severity.textContent = S.severities[alert.severity] || alert.severity;
+  const klass = document.createElement("span");
+  klass.className = "vmap-alert-class";
+  klass.textContent = S.classes[alert.class] || alert.class || "";
   const rule = document.createElement("strong");
   rule.textContent = S.rules[alert.rule] || alert.rule;
   const time = document.createElement("time");
   time.dateTime = alert.at;
   time.textContent = when(Date.parse(alert.at));
-  head.append(severity, " ", rule, " ", time);
+  head.append(severity, " ", klass, " ", rule, " ", time);
   const message = document.createElement("p");
   message.className = "vmap-alert-message";
   message.textContent = alert.message;
@@ -409,6 +433,7 @@ function onState(status, detail = {}) {
 async function start() {
   $("show-trails").addEventListener("change", (e) => root.classList.toggle("hide-trails", !e.target.checked));
   $("show-names").addEventListener("change", (e) => root.classList.toggle("show-names", e.target.checked));
+  $("alert-class").addEventListener("change", filterAlerts);
   $("vmap-svg").addEventListener("click", (e) => {
     const dot = e.target.closest && e.target.closest(".vmap-dot");
     const person = dot && state.people.get(dot.dataset.person);

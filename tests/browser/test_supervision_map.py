@@ -147,6 +147,13 @@ def test_supervisor_sees_and_acknowledges_an_injected_violation_live(database_ur
             expect(page.locator(".vmap-dot.alerting")).not_to_have_count(0)
             alert_id = int(alert.get_attribute("data-alert-id") or 0)
             item = page.locator(f".vmap-alert[data-alert-id='{alert_id}']")
+            # Its class is shown, and the class filter hides it under another class.
+            expect(item.locator(".vmap-alert-class")).to_have_text("轨迹行为")  # the page is in Chinese
+            page.select_option("#alert-class", "evaluation")
+            expect(item).to_be_hidden()
+            page.select_option("#alert-class", "trajectory")
+            expect(item).to_be_visible()
+            page.select_option("#alert-class", "")
             item.locator("textarea[name=note]").fill(NOTE)
             item.locator("button[type=submit]").click()
             expect(item).to_have_attribute("data-state", "acknowledged")

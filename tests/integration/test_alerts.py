@@ -86,6 +86,20 @@ def test_alerts_are_listed_newest_first_for_supervisors_and_admins_only(client: 
     refused(client.get("/api/venue/alerts?open=maybe"), 400, "invalid_query")
 
 
+def test_alerts_carry_their_class_and_are_listed_by_class(client: TestClient, settings: Settings) -> None:
+    _record(settings, _alert("expert_left_room", NOW), _alert("wrong_zone", NOW + timedelta(seconds=1)),
+            _alert("door_forced", NOW + timedelta(seconds=2)), _alert("experts_meeting", NOW + timedelta(seconds=3)))
+    login(client, make_user(settings.database_url, "supervisor"))
+    everything = ok(client.get("/api/venue/alerts"))["alerts"]
+    assert [(a["rule"], a["class"]) for a in everything] == [
+        ("experts_meeting", "evaluation"), ("door_forced", "business"), ("wrong_zone", "trajectory"),
+        ("expert_left_room", "evaluation")]
+    evaluation = ok(client.get("/api/venue/alerts?class=evaluation&open=1"))
+    assert [a["rule"] for a in evaluation["alerts"]] == ["experts_meeting", "expert_left_room"] and evaluation["total"] == 2
+    assert [a["rule"] for a in ok(client.get("/api/venue/alerts?class=business"))["alerts"]] == ["door_forced"]
+    refused(client.get("/api/venue/alerts?class=opening"), 400, "invalid_query")
+
+
 def test_a_supervisor_acknowledges_an_alert_once_with_a_note(client: TestClient, settings: Settings) -> None:
     dsn = settings.database_url
     [first, second] = _record(settings, _alert("dwell"), _alert("tailgating", NOW + timedelta(seconds=1)))

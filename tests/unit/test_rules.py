@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import datetime, time, timedelta, timezone
+from pathlib import Path
 
 import pytest
 
+from venue import rules
 from venue.model import Door, DoorEvent, Person, Zone
 from venue.rules import Assignment, Crossing, Grant, Memory, Presence, RuleConfig, Workflow, is_after_hours, parse_clock
 from venue.ruleset import Rules
@@ -358,3 +361,14 @@ def test_people_gone_quiet_long_ago_raise_nothing_after_a_restart() -> None:
     hours_ago = [seen(p, ROOM1, 0, since=0) for p in crowd] + [seen(person("staff"), CORRIDOR, 0, since=0)]
     for s in (7200, 7201, 7210):  # silent for two hours: before the restart, not now
         assert rules.tick(hours_ago, Workflow(), at_seconds(s)) == []
+
+
+def test_every_rule_of_the_catalogue_has_a_class_and_a_name_on_the_map() -> None:
+    # The module docstring is the rules' catalogue ("- rule (severity)"); each rule is classified
+    # for the supervisors' filter and named on their map.
+    catalogue = set(re.findall(r"(\w+) \((?:low|medium|high|critical)", rules.__doc__ or ""))
+    assert len(catalogue) == 13 and set(rules.RULE_CLASSES) == catalogue
+    assert set(rules.RULE_CLASSES.values()) == set(rules.ALERT_CLASSES)
+    page = (Path(__file__).resolve().parents[2] / "supervision/templates/supervision/map.html").read_text()
+    assert all(f'"{rule}": _(' in page for rule in catalogue)
+    assert all(f'<option value="{c}">' in page for c in rules.ALERT_CLASSES)
