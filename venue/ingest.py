@@ -169,9 +169,6 @@ def parse_batch(body: bytes, *, ndjson: bool, now: datetime, not_before: datetim
     return batch
 
 
-parse_body = parse_batch  # its first name, still imported by bench/ingest.py and the tests
-
-
 def decode_body(body: bytes, *, ndjson: bool) -> list[Any]:
     """The body's records, decoded but not checked (an unreadable NDJSON line is a RecordInvalid).
 

@@ -14,7 +14,7 @@ import pytest
 from venue import ingest, model
 from venue.ingest import (
     MAX_FUTURE, MAX_RECORDS, Batch, BatchInvalid, RecordError, Report, batch_id, errors_from_json, errors_json,
-    parse_batch, parse_body, parse_records,
+    parse_batch, parse_records,
 )
 from venue.model import Position, Transform
 
@@ -89,13 +89,13 @@ def test_a_malformed_record_is_reported_and_the_good_ones_kept(record: object, m
 
 
 def test_a_json_array_body() -> None:
-    batch = parse_body(json.dumps([GOOD, {"tag": "x"}]).encode(), ndjson=False, now=NOW, not_before=NOT_BEFORE)
+    batch = parse_batch(json.dumps([GOOD, {"tag": "x"}]).encode(), ndjson=False, now=NOW, not_before=NOT_BEFORE)
     assert (batch.accepted, batch.rejected, batch.errors[0]) == (1, 1, RecordError(1, "t is required"))
 
 
 def test_ndjson_reports_an_unreadable_line_by_its_record_index() -> None:
     body = b"\n".join([json.dumps(GOOD).encode(), b"", b"{not json", b"  ", json.dumps(GOOD).encode(), b"\xc3\x28", b""])
-    batch = parse_body(body, ndjson=True, now=NOW, not_before=NOT_BEFORE)
+    batch = parse_batch(body, ndjson=True, now=NOW, not_before=NOT_BEFORE)
     assert batch.accepted == 2
     assert batch.errors == (RecordError(1, "not valid JSON: Expecting property name enclosed in double quotes"),
                             RecordError(3, "not valid JSON: not UTF-8"))
@@ -109,19 +109,19 @@ def test_ndjson_reports_an_unreadable_line_by_its_record_index() -> None:
 ])
 def test_a_batch_that_cannot_be_read_is_refused_whole(body: bytes, status: int, code: str) -> None:
     with pytest.raises(BatchInvalid) as refused:
-        parse_body(body, ndjson=False, now=NOW, not_before=NOT_BEFORE)
+        parse_batch(body, ndjson=False, now=NOW, not_before=NOT_BEFORE)
     assert (refused.value.status, refused.value.code) == (status, code)
 
 
 def test_too_many_ndjson_lines_are_refused() -> None:
     body = (json.dumps(GOOD).encode() + b"\n") * (MAX_RECORDS + 1)
     with pytest.raises(BatchInvalid) as refused:
-        parse_body(body, ndjson=True, now=NOW, not_before=NOT_BEFORE)
+        parse_batch(body, ndjson=True, now=NOW, not_before=NOT_BEFORE)
     assert refused.value.code == "too_many_records"
 
 
 def test_the_days_a_batch_spans_are_utc_days() -> None:
-    batch = parse_body(json.dumps([with_(t="2026-05-01T07:00:00+08:00"), with_(t="2026-04-29T23:59:59Z"),
+    batch = parse_batch(json.dumps([with_(t="2026-05-01T07:00:00+08:00"), with_(t="2026-04-29T23:59:59Z"),
                                    with_(t="bad")]).encode(), ndjson=False, now=NOW, not_before=NOT_BEFORE)
     assert batch.days() == [date(2026, 4, 29), date(2026, 4, 30)]
     assert parse_records([], now=NOW, not_before=NOT_BEFORE).days() == []
