@@ -16,6 +16,7 @@ from supervision import store
 from tenderhall.web import render, roles, route
 from venue.engine import TOPIC
 from venue.floor_service import KIND_COLOURS
+from venue.rules import PHRASES
 
 SUPERVISORS = roles("supervisor", "admin")
 
@@ -24,9 +25,12 @@ async def map_page(request: Request) -> Response:
     """The live map: floor plan, people, occupancy, door events, alerts, replay and heatmap."""
     async with request.state.pool.acquire() as conn:
         after = await store.last_event_id(conn, TOPIC)
+    translate = request.state.templates.env.filters["translate"]
     return render(request, "supervision/map.html", {
         "after": after, "floor": request.query_params.get("floor", ""), "kind_colours": KIND_COLOURS,
-        "can_acknowledge": request.state.user.has("supervisor")})
+        "can_acknowledge": request.state.user.has("supervisor"),
+        # What alerts say, in the page's language; the map fills in each alert's parameters.
+        "phrases": {key: translate(text) for key, text in PHRASES.items()}})
 
 
 ROUTES = [

@@ -52,10 +52,11 @@ class AlertRefused(Exception):
 # People and evidence travel as JSON texts: unnest would flatten a uuid[][] of rows of different
 # lengths, and asyncpg would take a list inside a jsonb[] argument for an array dimension.
 _INSERT = """
-INSERT INTO venue_alerts (rule, severity, at, people, floor_code, zone_id, message, evidence)
-SELECT r, s, a, ARRAY(SELECT jsonb_array_elements_text(p::jsonb)::uuid), f, z, m, e::jsonb
-FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[])
-    WITH ORDINALITY AS x(r, s, a, p, f, z, m, e, n)
+INSERT INTO venue_alerts (rule, severity, at, people, floor_code, zone_id, message, evidence, phrase, params)
+SELECT r, s, a, ARRAY(SELECT jsonb_array_elements_text(p::jsonb)::uuid), f, z, m, e::jsonb, ph, pa::jsonb
+FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
+            $9::text[], $10::text[])
+    WITH ORDINALITY AS x(r, s, a, p, f, z, m, e, ph, pa, n)
 ORDER BY n
 RETURNING *"""
 _SET_LOG_INDEX = """
@@ -74,7 +75,8 @@ async def insert_alerts(conn: asyncpg.Connection, alerts: Sequence[Alert]) -> li
     rows = await conn.fetch(_INSERT, [a.rule for a in alerts], [a.severity for a in alerts], [a.at for a in alerts],
                             [json.dumps([str(p) for p in a.people]) for a in alerts], [a.floor for a in alerts],
                             [a.zone for a in alerts], [a.message for a in alerts],
-                            [json.dumps(list(a.evidence), ensure_ascii=False) for a in alerts])
+                            [json.dumps(list(a.evidence), ensure_ascii=False) for a in alerts],
+                            [a.phrase for a in alerts], [json.dumps(dict(a.params), ensure_ascii=False) for a in alerts])
     return sorted(rows, key=lambda r: r["id"])
 
 
@@ -93,7 +95,8 @@ def alert_json(row: Any, names: dict[uuid.UUID, Any]) -> dict[str, Any]:
 
     return {"id": row["id"], "rule": row["rule"], "class": RULE_CLASSES.get(row["rule"]), "severity": row["severity"],
             "at": log.iso_utc(row["at"]),
-            "message": row["message"], "people": [who(p) for p in row["people"]], "floor": row["floor_code"],
+            "message": row["message"], "phrase": row["phrase"] or None, "params": row["params"],
+            "people": [who(p) for p in row["people"]], "floor": row["floor_code"],
             "zone": row["zone_id"], "evidence": row["evidence"], "log_index": row["log_index"],
             "acknowledged_at": log.iso_utc(row["acknowledged_at"]) if row["acknowledged_at"] else None,
             "acknowledged_by": str(row["acknowledged_by"]) if row["acknowledged_by"] else None, "note": row["note"]}

@@ -150,6 +150,9 @@ class Decision:
 
 @dataclass(frozen=True)
 class Alert:
+    """`message` is in English (stored, logged); `phrase` and `params` are what it was made of
+    (venue/rules.py PHRASES), from which the supervisors' map says it in their language."""
+
     rule: str
     severity: Severity
     at: datetime
@@ -158,3 +161,5 @@ class Alert:
     floor: str | None = None
     zone: str | None = None
     evidence: tuple[Mapping[str, Any], ...] = field(default_factory=tuple)
+    phrase: str = ""
+    params: Mapping[str, str] = field(default_factory=dict)

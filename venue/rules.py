@@ -60,6 +60,40 @@ RULE_CLASSES: Mapping[str, str] = {
     # the centre running its floor: doors, crowding, opening hours
     "over_capacity": "business", "after_hours": "business", "door_forced": "business", "door_held_open": "business",
 }
+
+# What each alert says: English here (the stored message and the log), said again in the
+# supervisors' language on their map from the same phrase and parameters (supervision/routes.py
+# translates these texts; the map fills them in, a role parameter in that language too).
+PHRASES: Mapping[str, str] = {
+    "wrong_zone": "{name} ({role}) is in {zone}, where they are not allowed",
+    "wrong_zone.passed": "{name} ({role}) went through {zone}, where they are not allowed",
+    "expert_left_room": "expert {name} left the evaluation room during the evaluation",
+    "expert_left_room.in": "expert {name} left the evaluation room during the evaluation and is in {zone}",
+    "expert_left_closed_area": "expert {name} left the closed evaluation area during the evaluation",
+    "expert_left_closed_area.in": "expert {name} left the closed evaluation area during the evaluation and is in {zone}",
+    "badge_tag_mismatch": "the badge of {name} ({role}) was granted into {inside} at reader {reader}, "
+                          "but their tag is in {zone}",
+    "tag_silent": "the tag of {name} ({role}) has been silent for {seconds} s in {zone}",
+    "dwell": "{name} ({role}) has been in {zone} for {minutes} min",
+    "after_hours": "{name} ({role}) is present after hours",
+    "after_hours.in": "{name} ({role}) is present after hours in {zone}",
+    "experts_meeting": "experts of different evaluations {name} and {other} have been within {metres} m "
+                       "for over {seconds} s",
+    "expert_near_party": "expert {name} has been within {metres} m of {other} ({other_role}) for over {seconds} s",
+    "expert_near_party.own": "expert {name} has been within {metres} m of {other} ({other_role}) for over "
+                             "{seconds} s — a party of the tender they evaluate",
+    "over_capacity": "{zone} holds {count} people; its capacity is {capacity}",
+    "door_forced": "the door of reader {reader} was forced open",
+    "door_held_open": "the door of reader {reader} is held open",
+    "tailgating": "reader {reader} let {capacity} in on the badge of {name} ({role}), but {count} people "
+                  "crossed ({names})",
+    "tailgating.unnamed": "reader {reader} let {capacity} in on the badge of {name} ({role}), but {count} people "
+                          "crossed",
+    "tailgating.unknown": "reader {reader} let {capacity} in on the badge of an unknown person, but {count} people "
+                          "crossed ({names})",
+    "tailgating.unknown.unnamed": "reader {reader} let {capacity} in on the badge of an unknown person, but "
+                                  "{count} people crossed",
+}
 PROXIMITY_ROLES = frozenset({"expert", "bidder", "agent"})
 PARTY_ROLES = frozenset({"bidder", "agent"})
 
@@ -298,15 +332,28 @@ def door_event_evidence(e: DoorEvent) -> dict[str, Any]:
     return {"type": "door_event", "reader": e.reader_id, "t": _iso(e.t), "kind": e.kind}
 
 
-def _who(person: Person) -> str:
-    return f"{person.name} ({person.role})"
+def _who(person: Person) -> dict[str, str]:
+    return {"name": person.name, "role": person.role}
 
 
-def _alert(config: RuleConfig, rule: str, severity: Severity, now: datetime, message: str,
+def _other(person: Person) -> dict[str, str]:
+    return {"other": person.name, "other_role": person.role}
+
+
+def phrase_alert(rule: str, severity: Severity, now: datetime, phrase: str, params: Mapping[str, Any],
+                 people: Sequence[uuid.UUID], floor: str | None, zone: str | None,
+                 evidence: Sequence[Mapping[str, Any]]) -> Alert:
+    """An alert saying PHRASES[phrase] with `params` (made strings, as the map gets them)."""
+    said = {k: str(v) for k, v in params.items()}
+    return Alert(rule, severity, now, PHRASES[phrase].format(**said), tuple(people), floor, zone, tuple(evidence),
+                 phrase, said)
+
+
+def _alert(config: RuleConfig, rule: str, severity: Severity, now: datetime, phrase: str, params: Mapping[str, Any],
            people: Sequence[uuid.UUID], zone: Zone | None, evidence: Sequence[dict[str, Any]],
            floor: str | None = None) -> Alert:
-    return Alert(rule, severity, now, message, tuple(people), zone.floor if zone else floor,
-                 zone.id if zone else None, tuple(evidence[-config.evidence_limit:]))
+    return phrase_alert(rule, severity, now, phrase, params, people, zone.floor if zone else floor,
+                        zone.id if zone else None, evidence[-config.evidence_limit:])
 
 
 # --------------------------------------------------------------------------- rules, one person
@@ -321,7 +368,7 @@ def wrong_zone(memory: Memory, config: RuleConfig, p: Presence, allowed: Allowed
         return None
     if not memory.hold(key, now, detail=(p.zone.floor, p.zone.id)):
         return None
-    return _alert(config, "wrong_zone", "high", now, f"{_who(p.person)} is in {p.zone.name}, where they are not allowed",
+    return _alert(config, "wrong_zone", "high", now, "wrong_zone", {**_who(p.person), "zone": p.zone.name},
                   [p.person.id], p.zone, position_evidence(p))
 
 
@@ -336,8 +383,8 @@ def passed_through(memory: Memory, config: RuleConfig, moved: Sequence[Presence]
         if zone is None or person is None or ended.get(c.person) == (zone.floor, zone.id) or allowed(person, zone, c.t):
             continue
         if memory.hold(("wrong_zone", person.id), now, detail=(zone.floor, zone.id)):
-            out.append(_alert(config, "wrong_zone", "high", now, f"{_who(person)} went through {zone.name}, "
-                              "where they are not allowed", [person.id], zone, [crossing_evidence(c)]))
+            out.append(_alert(config, "wrong_zone", "high", now, "wrong_zone.passed", {**_who(person), "zone": zone.name},
+                              [person.id], zone, [crossing_evidence(c)]))
     return out
 
 
@@ -359,15 +406,14 @@ def expert_left(memory: Memory, config: RuleConfig, p: Presence, seat: Assignmen
         marks.add(("closed", pid, seat.evaluation))
     progress = seat.in_progress(now)
     out: list[Alert] = []
-    checks = (("expert_left_room", "room", not in_room, "high", "left the evaluation room"),
-              ("expert_left_closed_area", "closed", not in_closed, "critical", "left the closed evaluation area"))
-    for rule, mark, outside, severity, what in checks:
+    checks = (("expert_left_room", "room", not in_room, "high"),
+              ("expert_left_closed_area", "closed", not in_closed, "critical"))
+    for rule, mark, outside, severity in checks:
         key = (rule, pid)
         if progress and outside and (mark, pid, seat.evaluation) in marks:
             if memory.hold(key, now, config.left_room_seconds, detail=seat.evaluation):
-                where = f" and is in {zone.name}" if zone else ""
-                out.append(_alert(config, rule, severity, now,
-                                  f"expert {p.person.name} {what} during the evaluation{where}",
+                params = {"name": p.person.name, **({"zone": zone.name} if zone else {})}
+                out.append(_alert(config, rule, severity, now, rule + (".in" if zone else ""), params,
                                   [pid], zone, position_evidence(p), floor=p.floor))
         else:
             memory.release(key, now)
@@ -385,10 +431,9 @@ def badge_tag_mismatch(memory: Memory, config: RuleConfig, p: Presence, grant: G
         return None
     if not memory.hold(("badge_tag_mismatch", p.person.id, grant.t), now):
         return None
-    return _alert(config, "badge_tag_mismatch", "high", now,
-                  f"the badge of {_who(p.person)} was granted into {door.inside_zone} at reader {door.reader_id}, "
-                  f"but their tag is in {zone.name}", [p.person.id], zone,
-                  [grant_evidence(grant), *position_evidence(p)])
+    return _alert(config, "badge_tag_mismatch", "high", now, "badge_tag_mismatch",
+                  {**_who(p.person), "inside": door.inside_zone, "reader": door.reader_id, "zone": zone.name},
+                  [p.person.id], zone, [grant_evidence(grant), *position_evidence(p)])
 
 
 def tag_silent(memory: Memory, config: RuleConfig, p: Presence, now: datetime) -> Alert | None:
@@ -400,9 +445,9 @@ def tag_silent(memory: Memory, config: RuleConfig, p: Presence, now: datetime) -
         return None
     if not memory.hold(key, now, detail=p.seen):
         return None
-    return _alert(config, "tag_silent", "medium", now,
-                  f"the tag of {_who(p.person)} has been silent for {int(silent)} s in {p.zone.name}",
-                  [p.person.id], p.zone, position_evidence(p))
+    return _alert(config, "tag_silent", "medium", now, "tag_silent",
+                  {**_who(p.person), "seconds": int(silent), "zone": p.zone.name}, [p.person.id], p.zone,
+                  position_evidence(p))
 
 
 def dwell(memory: Memory, config: RuleConfig, p: Presence, now: datetime) -> Alert | None:
@@ -416,7 +461,7 @@ def dwell(memory: Memory, config: RuleConfig, p: Presence, now: datetime) -> Ale
     if not memory.hold(key, now, detail=(p.zone.floor, p.zone.id, p.since)):
         return None
     minutes = int((now - p.since).total_seconds() // 60)
-    return _alert(config, "dwell", "medium", now, f"{_who(p.person)} has been in {p.zone.name} for {minutes} min",
+    return _alert(config, "dwell", "medium", now, "dwell", {**_who(p.person), "zone": p.zone.name, "minutes": minutes},
                   [p.person.id], p.zone, position_evidence(p))
 
 
@@ -437,8 +482,8 @@ def after_hours(memory: Memory, config: RuleConfig, p: Presence, closed_now: boo
         return None
     if not memory.hold(key, now):
         return None
-    where = f" in {p.zone.name}" if p.zone else ""
-    return _alert(config, "after_hours", "medium", now, f"{_who(p.person)} is present after hours{where}",
+    params = {**_who(p.person), **({"zone": p.zone.name} if p.zone else {})}
+    return _alert(config, "after_hours", "medium", now, "after_hours.in" if p.zone else "after_hours", params,
                   [p.person.id], p.zone, position_evidence(p), floor=p.floor)
 
 
@@ -480,16 +525,15 @@ def pair_alert(config: RuleConfig, key: Key, a: Presence, b: Presence, workflow:
     """The alert of a proximity condition that has held long enough."""
     evidence = [*position_evidence(a), *position_evidence(b)]
     if key[0] == "experts_meeting":
-        return _alert(config, "experts_meeting", "high", now,
-                      f"experts of different evaluations {a.person.name} and {b.person.name} "
-                      f"have been within {config.near_m:g} m for over {config.near_seconds:g} s",
-                      [a.person.id, b.person.id], a.zone, evidence, floor=a.floor)
+        return _alert(config, "experts_meeting", "high", now, "experts_meeting",
+                      {**_who(a.person), **_other(b.person), "metres": f"{config.near_m:g}",
+                       "seconds": f"{config.near_seconds:g}"}, [a.person.id, b.person.id], a.zone, evidence, floor=a.floor)
     seat = workflow.experts.get(a.person.id)
     own = seat is not None and seat.tender in workflow.parties.get(b.person.id, frozenset())
     return _alert(config, "expert_near_party", "critical" if own else "high", now,
-                  f"expert {a.person.name} has been within {config.near_m:g} m of {_who(b.person)} "
-                  f"for over {config.near_seconds:g} s" + (" — a party of the tender they evaluate" if own else ""),
-                  [a.person.id, b.person.id], a.zone, evidence, floor=a.floor)
+                  "expert_near_party.own" if own else "expert_near_party",
+                  {**_who(a.person), **_other(b.person), "metres": f"{config.near_m:g}",
+                   "seconds": f"{config.near_seconds:g}"}, [a.person.id, b.person.id], a.zone, evidence, floor=a.floor)
 
 
 def over_capacity(memory: Memory, config: RuleConfig, presences: Iterable[Presence], now: datetime) -> list[Alert]:
@@ -510,8 +554,8 @@ def over_capacity(memory: Memory, config: RuleConfig, presences: Iterable[Presen
             memory.release(key, now)
         elif memory.hold(key, now, config.capacity_seconds):
             evidence = [e for p in inside[:config.evidence_limit] for e in position_evidence(p, 1)]
-            out.append(_alert(config, "over_capacity", "medium", now,
-                              f"{zone.name} holds {len(inside)} people; its capacity is {zone.capacity}",
+            out.append(_alert(config, "over_capacity", "medium", now, "over_capacity",
+                              {"zone": zone.name, "count": len(inside), "capacity": zone.capacity},
                               [p.person.id for p in inside], zone, evidence))
     for key in [k for k in memory.open if k[0] == "over_capacity" and k[1:] not in counts]:
         memory.release(key, now)
@@ -547,10 +591,9 @@ def door_event_alert(memory: Memory, config: RuleConfig, event: DoorEvent, door:
     if not memory.hold(("door_" + event.kind, event.reader_id, event.t), now):
         return None
     severity: Severity = "critical" if event.kind == "forced" else "medium"
-    what = "was forced open" if event.kind == "forced" else "is held open"
-    return Alert("door_" + event.kind, severity, now, f"the door of reader {event.reader_id} {what}", (),
-                 door.floor if door else None, door.inside_zone if door else None,
-                 tuple(door_event_evidence(e) for e in list(recent)[-config.evidence_limit:]))
+    return phrase_alert("door_" + event.kind, severity, now, "door_" + event.kind, {"reader": event.reader_id}, (),
+                        door.floor if door else None, door.inside_zone if door else None,
+                        [door_event_evidence(e) for e in list(recent)[-config.evidence_limit:]])
 
 
 def tailgating_alert(config: RuleConfig, grant: Grant, crossed: Sequence[Crossing], workflow: Workflow,
@@ -560,8 +603,8 @@ def tailgating_alert(config: RuleConfig, grant: Grant, crossed: Sequence[Crossin
     holder = workflow.people.get(grant.person) if grant.person else None
     names = [workflow.people[c.person].name for c in crossed if c.person in workflow.people]
     people = list(dict.fromkeys(([grant.person] if grant.person else []) + [c.person for c in crossed]))
-    return Alert("tailgating", "high", now,
-                 f"reader {door.reader_id} let {door.capacity} in on the badge of "
-                 f"{_who(holder) if holder else 'an unknown person'}, but {len(crossed)} people crossed"
-                 + (f" ({', '.join(names)})" if names else ""), tuple(people), door.floor, door.inside_zone,
-                 tuple([grant_evidence(grant), *map(crossing_evidence, crossed)][:config.evidence_limit]))
+    phrase = "tailgating" + ("" if holder else ".unknown") + ("" if names else ".unnamed")
+    params = {"reader": door.reader_id, "capacity": door.capacity, "count": len(crossed), "names": ", ".join(names),
+              **(_who(holder) if holder else {})}
+    return phrase_alert("tailgating", "high", now, phrase, params, people, door.floor, door.inside_zone,
+                        [grant_evidence(grant), *map(crossing_evidence, crossed)][:config.evidence_limit])

@@ -319,6 +319,16 @@ function countAlerts() {
   empty.textContent = $("alert-class").value ? S.noAlertsOfClass : S.noAlerts;
 }
 
+/** The alert's message in the page's language: its phrase with its parameters (roles named in
+ * that language too); the stored English message for an alert without one. */
+function said(alert) {
+  const phrase = alert.phrase && S.phrases[alert.phrase];
+  if (!phrase) return alert.message;
+  const params = { ...alert.params };
+  for (const key of ["role", "other_role"]) if (params[key]) params[key] = S.roles[params[key]] || params[key];
+  return fmt(phrase, params);
+}
+
 function fillAlert(li, alert) {
   li.replaceChildren();
   li.dataset.state = alert.acknowledged_at ? "acknowledged" : "open";
@@ -341,7 +351,7 @@ function fillAlert(li, alert) {
   head.append(severity, " ", klass, " ", rule, " ", time);
   const message = document.createElement("p");
   message.className = "vmap-alert-message";
-  message.textContent = alert.message;
+  message.textContent = said(alert);
   const who = document.createElement("p");
   who.className = "vmap-alert-who";
   if (alert.zone) who.append(`${S.zone}: ${zoneName(alert.zone)} `);

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import threading
 import time
 from collections import Counter
@@ -149,6 +150,8 @@ def test_supervisor_sees_and_acknowledges_an_injected_violation_live(database_ur
             item = page.locator(f".vmap-alert[data-alert-id='{alert_id}']")
             # Its class is shown, and the class filter hides it under another class.
             expect(item.locator(".vmap-alert-class")).to_have_text("轨迹行为")  # the page is in Chinese
+            # Its message said in Chinese from its phrase, the intruder's role included.
+            expect(item.locator(".vmap-alert-message")).to_have_text(re.compile(r"（(投标人|招标代理)）.*无权进入的区域"))
             page.select_option("#alert-class", "evaluation")
             expect(item).to_be_hidden()
             page.select_option("#alert-class", "trajectory")

@@ -181,9 +181,14 @@ def test_positions_through_the_engine_become_stored_and_pushed_alerts(settings: 
         finally:
             await engine.stop()
             await pool.close()
-        return [a.rule for a in raised], list(stored), [e["payload"]["rule"] for e in pushed]
+        return [a.rule for a in raised], list(stored), [e["payload"] for e in pushed]
 
-    raised, stored, pushed = run_async(main())
+    raised, stored, payloads = run_async(main())
+    pushed = [p["rule"] for p in payloads]
+    # What each message was made of travels with it, for the map to say it in its language.
+    assert (payloads[2]["phrase"], payloads[2]["params"]) == ("expert_left_room.in", {"name": "张三", "zone": HALL.name})
+    assert (payloads[0]["phrase"], payloads[0]["params"]) == (
+        "wrong_zone.passed", {"name": "王五", "role": "bidder", "zone": CORRIDOR.name})
     # Through the corridor (judged at its crossing) into the room: two zones the bidder may not be in.
     assert raised == ["wrong_zone", "wrong_zone", "expert_left_room", "expert_left_closed_area", "tag_silent"]
     assert [r["rule"] for r in stored] == raised == pushed

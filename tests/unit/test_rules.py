@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from venue import rules
+from venue import rules as rules_module
+from tenderhall.i18n import load_catalogues
 from venue.model import Door, DoorEvent, Person, Zone
 from venue.rules import Assignment, Crossing, Grant, Memory, Presence, RuleConfig, Workflow, is_after_hours, parse_clock
 from venue.ruleset import Rules
@@ -101,6 +102,9 @@ def test_expert_leaving_the_room_then_the_closed_area_during_the_evaluation() ->
     assert rules.on_positions([seen(expert, ROOM1, 0)], [], wf, None, at_seconds(0)) == []
     alerts = rules.on_positions([seen(expert, CORRIDOR, 10)], [], wf, None, at_seconds(10))
     assert codes(alerts) == ["expert_left_room"] and "张三" in alerts[0].message
+    left = alerts[0]
+    assert (left.phrase, dict(left.params)) == ("expert_left_room.in", {"name": "张三", "zone": CORRIDOR.name})
+    assert left.message == f"expert 张三 left the evaluation room during the evaluation and is in {CORRIDOR.name}"
     assert rules.on_positions([seen(expert, CORRIDOR, 11)], [], wf, None, at_seconds(11)) == []
     alerts = rules.on_positions([seen(expert, HALL, 20)], [], wf, None, at_seconds(20))
     assert codes(alerts) == ["expert_left_closed_area"] and alerts[0].severity == "critical"
@@ -319,6 +323,8 @@ def test_tailgating_two_crossed_on_one_grant() -> None:
                                 at_seconds(4))
     assert codes(alerts) == ["tailgating"] and set(alerts[0].people) == {holder.id, follower.id}
     assert "李四" in alerts[0].message
+    assert alerts[0].phrase == "tailgating" and alerts[0].params["count"] == "2" and alerts[0].params["role"] == "expert"
+    assert alerts[0].message == rules_module.PHRASES["tailgating"].format(**alerts[0].params)
     assert [e["type"] for e in alerts[0].evidence] == ["grant", "crossing", "crossing"]
     again = rules.on_positions([], [Crossing(follower.id, "F1", at_seconds(4), "iso", "room1")], wf, None, at_seconds(5))
     assert again == []
@@ -366,9 +372,25 @@ def test_people_gone_quiet_long_ago_raise_nothing_after_a_restart() -> None:
 def test_every_rule_of_the_catalogue_has_a_class_and_a_name_on_the_map() -> None:
     # The module docstring is the rules' catalogue ("- rule (severity)"); each rule is classified
     # for the supervisors' filter and named on their map.
-    catalogue = set(re.findall(r"(\w+) \((?:low|medium|high|critical)", rules.__doc__ or ""))
-    assert len(catalogue) == 13 and set(rules.RULE_CLASSES) == catalogue
-    assert set(rules.RULE_CLASSES.values()) == set(rules.ALERT_CLASSES)
+    catalogue = set(re.findall(r"(\w+) \((?:low|medium|high|critical)", rules_module.__doc__ or ""))
+    assert len(catalogue) == 13 and set(rules_module.RULE_CLASSES) == catalogue
+    assert set(rules_module.RULE_CLASSES.values()) == set(rules_module.ALERT_CLASSES)
     page = (Path(__file__).resolve().parents[2] / "supervision/templates/supervision/map.html").read_text()
     assert all(f'"{rule}": _(' in page for rule in catalogue)
-    assert all(f'<option value="{c}">' in page for c in rules.ALERT_CLASSES)
+    assert all(f'<option value="{c}">' in page for c in rules_module.ALERT_CLASSES)
+
+
+def test_every_phrase_is_said_in_chinese_with_the_same_parameters() -> None:
+    # The map says an alert again in the page's language from its phrase and parameters.
+    zh = load_catalogues()["zh_CN"]
+    for phrase, text in rules_module.PHRASES.items():
+        said = zh.gettext(text)
+        assert said != text, phrase
+        assert set(re.findall(r"\{(\w+)\}", said)) == set(re.findall(r"\{(\w+)\}", text)), phrase
+
+
+def test_a_phrase_needs_all_its_parameters() -> None:
+    with pytest.raises(KeyError):
+        rules_module.phrase_alert("door_forced", "critical", T0, "door_forced", {}, (), None, None, ())
+    door = rules_module.phrase_alert("door_forced", "critical", T0, "door_forced", {"reader": "R-1"}, (), None, None, ())
+    assert door.message == "the door of reader R-1 was forced open" and door.params == {"reader": "R-1"}
