@@ -13,7 +13,11 @@ READERS = roles("supervisor", "admin")
 SUPERVISOR = roles("supervisor")
 TAGS = ("venue",)
 _ALERT = {"type": "object", "required": ["id", "rule", "class", "severity", "at", "message", "people", "evidence"],
-          "properties": {"class": {"type": "string", "enum": list(ALERT_CLASSES)}}}
+          "properties": {"class": {"type": "string", "enum": list(ALERT_CLASSES)},
+                         "message": {"type": "string", "description": "in English, as stored and logged"},
+                         "phrase": {"type": ["string", "null"], "description": "what the message was made of: "
+                                    "a key of venue/rules.py PHRASES, null for an alert without one"},
+                         "params": {"type": "object", "additionalProperties": {"type": "string"}}}}
 
 
 async def api_alerts(request: Request) -> Response:
