@@ -244,6 +244,13 @@ async def _tender_for(conn: asyncpg.Connection, user: CurrentUser, tender_id: uu
     return tender
 
 
+def _own_staff(user: CurrentUser, person: Mapping[str, Any]) -> bool:
+    """An agent issues codes for their own agency's staff (or themself); an admin for anyone."""
+    if "admin" in user.roles or person["user_id"] == user.id:
+        return True
+    return user.organisation_id is not None and person["organisation_id"] == user.organisation_id
+
+
 async def issue_agent_code(deps: Deps, user: CurrentUser, data: Any) -> dict[str, Any]:
     """A per-project code for an agent's staff member on one day; the code and its QR symbol
     (`qr_svg`) are in this answer only (its SHA-256 is stored and logged)."""
@@ -268,6 +275,9 @@ async def issue_agent_code(deps: Deps, user: CurrentUser, data: Any) -> dict[str
         person = await store.person(conn, person_id)
         if person is None or person["role"] != "agent":
             raise bad("person_id must be a venue person whose role is agent", "not_an_agent")
+        if not _own_staff(user, person):
+            raise AccessRefused("person_id is not one of your agency's staff (a venue person of your organisation)",
+                                code="not_your_staff", status=403)
         await store.insert_agent_code(conn, code_id, tender_id, person_id, code_hash, valid_on, user.id, now)
         await log.append_entry(conn, deps.platform_key, "venue.agent_code_issued", {
             "code": str(code_id), "tender": str(tender_id), "person": str(person_id), "valid_on": valid_on.isoformat(),
@@ -284,10 +294,13 @@ PAGE_CHOICES = 500  # tenders and agent staff offered on the page; the API takes
 
 async def agent_codes_page(deps: Deps, user: CurrentUser) -> dict[str, Any]:
     """What the /venue/agent-codes page offers: the tenders the user may issue codes for (an
-    agent's own; an admin's, every tender), the venue people whose role is agent, and today."""
+    agent's own; an admin's, every tender), the staff they may issue them to (an agent's own
+    agency's venue people of role agent; an admin's, all of them), and today."""
+    admin = "admin" in user.roles
     async with deps.pool.acquire() as conn:
-        tenders = await store.tenders_for_codes(conn, None if "admin" in user.roles else user.id, PAGE_CHOICES)
-        staff = await store.people_page(conn, "agent", PAGE_CHOICES, 0)
+        tenders = await store.tenders_for_codes(conn, None if admin else user.id, PAGE_CHOICES)
+        staff = (await store.people_page(conn, "agent", PAGE_CHOICES, 0) if admin
+                 else await store.agency_staff(conn, user.organisation_id, user.id, PAGE_CHOICES))
     return {"tenders": [{"id": str(t["id"]), "code": t["code"], "name": t["name"]} for t in tenders],
             "staff": [{"id": str(p["id"]), "name": p["name"]} for p in staff],
             "today": _today(deps, utc_now()).isoformat()}

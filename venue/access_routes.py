@@ -320,7 +320,7 @@ ROUTES = [
           doc=_doc("Door decisions, newest first (?person_id=, ?reader_id=), with their log index")),
     route("/api/venue/agent-codes", api_issue_agent_code, methods=["POST"], access=STAFF,
           doc=_doc("代理码: issue a one-day code for an agent's staff member (shown once)", True, 201,
-                   {403: "not_your_tender", 404: "tender_not_found", 422: "invalid_body, not_an_agent"})),
+                   {403: "not_your_tender, not_your_staff", 404: "tender_not_found", 422: "invalid_body, not_an_agent"})),
     route("/api/venue/agent-codes", api_agent_codes, access=STAFF,
           doc=_doc("代理码 issued for a tender (?tender_id=), without the codes",
                    errors={403: "not_your_tender", 404: "tender_not_found"})),

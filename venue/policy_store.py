@@ -92,6 +92,15 @@ async def people_page(conn: asyncpg.Connection, role: str | None, limit: int, of
         WHERE $1::text IS NULL OR p.role = $1 ORDER BY p.name, p.id LIMIT $2 OFFSET $3""", role, limit, offset)
 
 
+async def agency_staff(conn: asyncpg.Connection, organisation_id: uuid.UUID | None, user_id: uuid.UUID,
+                       limit: int) -> list[asyncpg.Record]:
+    """Venue people of role agent who work for the organisation (or are the user), by name."""
+    return await conn.fetch("""
+        SELECT p.* FROM venue_people p
+        WHERE p.role = 'agent' AND (p.organisation_id = $1 OR p.user_id = $2) ORDER BY p.name, p.id LIMIT $3""",
+                            organisation_id, user_id, limit)
+
+
 async def lock_credential_value(conn: asyncpg.Connection, kind: str, value: str) -> None:
     """Serialise bindings of one value, so that two overlapping ones cannot both pass the check."""
     await conn.execute("SELECT pg_advisory_xact_lock(hashtext('venue.credential'), hashtext($1 || ':' || $2))",

@@ -11,7 +11,7 @@ from playwright.sync_api import Page, expect
 
 from tenderhall.settings import Settings
 from tests.browser.test_keys_page import browser_login
-from tests.factories import login, make_user
+from tests.factories import login, make_organisation, make_user
 from tests.integration.test_submission import serve, tender_input
 
 pytestmark = pytest.mark.browser
@@ -19,14 +19,16 @@ pytestmark = pytest.mark.browser
 
 def test_agent_issues_a_code_and_the_entrance_accepts_it(page: Page, settings: Settings) -> None:
     dsn = settings.database_url
-    agent, admin = make_user(dsn, "agent"), make_user(dsn, "admin")
+    agency = make_organisation(dsn, kind="agency")
+    agent, admin = make_user(dsn, "agent", organisation_id=agency), make_user(dsn, "admin")
     with serve(settings) as base:
         with httpx.Client(base_url=base) as api:
             login(api, agent)  # type: ignore[arg-type]
             tender = api.post("/api/tenders", json=tender_input([], 0, decryption_rule="void")).json()["tender"]
             other = api.post("/api/tenders", json=tender_input([], 0, decryption_rule="void")).json()["tender"]
             login(api, admin)  # type: ignore[arg-type]
-            api.post("/api/venue/people", json={"name": "代理员工丙", "role": "agent"}).raise_for_status()
+            api.post("/api/venue/people", json={"name": "代理员工丙", "role": "agent",
+                                                "organisation_id": str(agency)}).raise_for_status()
 
         browser_login(page, base, agent)
         page.goto(f"{base}/venue/agent-codes")

@@ -16,7 +16,7 @@ from starlette.websockets import WebSocketDisconnect
 from tenderhall.app import create_app
 from tenderhall.formatting import display_zone
 from tenderhall.settings import Settings
-from tests.factories import TestUser as User, login, make_user, run_db
+from tests.factories import TestUser as User, login, make_organisation, make_user, run_db
 from tests.integration.test_submission import tender_input
 from tests.session_world import make_world, sign_in_all
 from venue import access_service as svc
@@ -360,12 +360,17 @@ def test_an_expert_may_enter_their_sessions_room_from_sign_in(client: TestClient
 
 def test_agent_codes_issue_and_scan(client: TestClient, settings: Settings, admin: User) -> None:
     dsn = settings.database_url
-    agent = make_user(dsn, "agent")
+    agency = make_organisation(dsn, kind="agency")
+    agent = make_user(dsn, "agent", organisation_id=agency)
     login(client, agent)
     tender = ok(client.post("/api/tenders", json=tender_input([], 0, decryption_rule="void")), 201)["tender"]
     other = ok(client.post("/api/tenders", json=tender_input([], 0, decryption_rule="void")), 201)["tender"]
     login(client, admin)
-    staff = ok(client.post("/api/venue/people", json={"name": "代理员工", "role": "agent"}), 201)["person"]
+    staff = ok(client.post("/api/venue/people", json={"name": "代理员工", "role": "agent",
+                                                       "organisation_id": str(agency)}), 201)["person"]
+    elsewhere = ok(client.post("/api/venue/people", json={
+        "name": "别家代理员工", "role": "agent", "organisation_id": str(make_organisation(dsn, kind="agency"))}),
+        201)["person"]
     visitor = ok(client.post("/api/venue/people", json={"name": "访客", "role": "visitor"}), 201)["person"]
     today = datetime.now(display_zone(settings.display_timezone)).date()
 
@@ -378,6 +383,7 @@ def test_agent_codes_issue_and_scan(client: TestClient, settings: Settings, admi
     tomorrow = ok(client.post("/api/venue/agent-codes", json={**body, "valid_on": (today + timedelta(days=1)).isoformat()}),
                   201)["code"]
     refused(client.post("/api/venue/agent-codes", json={**body, "person_id": visitor["id"]}), 422, "not_an_agent")
+    refused(client.post("/api/venue/agent-codes", json={**body, "person_id": elsewhere["id"]}), 403, "not_your_staff")
     refused(client.post("/api/venue/agent-codes", json={**body, "valid_on": "2020-01-01"}), 422, "invalid_body")
     refused(client.post("/api/venue/agent-codes", json={**body, "valid_on": "tomorrow"}), 422, "invalid_body")
     refused(client.post("/api/venue/agent-codes", json={**body, "tender_id": str(uuid.uuid4())}), 404, "tender_not_found")
@@ -418,13 +424,16 @@ def test_agent_codes_issue_and_scan(client: TestClient, settings: Settings, admi
 def test_agent_codes_page_offers_the_agents_tenders_and_staff(client: TestClient, settings: Settings,
                                                               admin: User) -> None:
     dsn = settings.database_url
-    agent = make_user(dsn, "agent")
+    agency = make_organisation(dsn, kind="agency")
+    agent = make_user(dsn, "agent", organisation_id=agency)
     login(client, agent)
     tender = ok(client.post("/api/tenders", json=tender_input([], 0, decryption_rule="void")), 201)["tender"]
     login(client, make_user(dsn, "agent"))
     theirs = ok(client.post("/api/tenders", json=tender_input([], 0, decryption_rule="void")), 201)["tender"]
     login(client, admin)
-    staff = ok(client.post("/api/venue/people", json={"name": "代理员工乙", "role": "agent"}), 201)["person"]
+    staff = ok(client.post("/api/venue/people", json={"name": "代理员工乙", "role": "agent",
+                                                       "organisation_id": str(agency)}), 201)["person"]
+    ok(client.post("/api/venue/people", json={"name": "别家代理员工乙", "role": "agent"}), 201)
     ok(client.post("/api/venue/people", json={"name": "访客乙", "role": "visitor"}), 201)
 
     login(client, agent)
@@ -433,6 +442,9 @@ def test_agent_codes_page_offers_the_agents_tenders_and_staff(client: TestClient
     assert 'id="issue-form"' in page.text and 'id="scan-form"' in page.text
     assert f'value="{tender["id"]}"' in page.text and f'value="{theirs["id"]}"' not in page.text
     assert f'value="{staff["id"]}"' in page.text and "访客乙" not in page.text
+    assert "别家代理员工乙" not in page.text  # another agency's staff
+    login(client, admin)
+    assert "别家代理员工乙" in client.get("/venue/agent-codes").text
     assert '/static/venue/agent_codes.js' in page.text and 'href="/venue/agent-codes"' in page.text
 
     login(client, make_user(dsn, "bidder"))
