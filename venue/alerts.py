@@ -18,6 +18,7 @@ import json
 import logging
 import threading
 import uuid
+from datetime import datetime
 from typing import Any, Sequence
 
 import asyncpg
@@ -78,6 +79,18 @@ async def insert_alerts(conn: asyncpg.Connection, alerts: Sequence[Alert]) -> li
                             [json.dumps(list(a.evidence), ensure_ascii=False) for a in alerts],
                             [a.phrase for a in alerts], [json.dumps(dict(a.params), ensure_ascii=False) for a in alerts])
     return sorted(rows, key=lambda r: r["id"])
+
+
+_RAISED_SINCE = """
+SELECT rule, severity, at, message, people, floor_code, zone_id FROM venue_alerts WHERE at > $1 ORDER BY id"""
+
+
+async def raised_since(pool: asyncpg.Pool, since: datetime) -> list[Alert]:
+    """The alerts raised after `since`, as the rules made them (what their memory is restored from)."""
+    async with pool.acquire() as conn:
+        rows = await conn.fetch(_RAISED_SINCE, since)
+    return [Alert(r["rule"], r["severity"], r["at"], r["message"], tuple(r["people"]), r["floor_code"], r["zone_id"])
+            for r in rows]
 
 
 async def names_of(conn: asyncpg.Connection, people: Sequence[uuid.UUID]) -> dict[uuid.UUID, asyncpg.Record]:

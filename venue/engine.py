@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Sequence
 
 from venue import access
@@ -64,6 +64,11 @@ class VenueEngine:
 
         LOADERS.setdefault("workflow", workflow.load)
         await self.load(pool)
+        # Conditions alerted before a restart: still going on, they are not alerted again.
+        now = datetime.now(timezone.utc)
+        restored = self.rules.restore(await alerts.raised_since(pool, now - self.rules.memory.forget), now)
+        if restored:
+            log.info("the venue rules' memory holds %d conditions alerted before the start", restored)
         self.writer = alerts.AlertWriter(bus.dsn, signer)
         await self.writer.start()
         self._follower = asyncio.create_task(self._follow(pool, bus))

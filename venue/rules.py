@@ -215,6 +215,26 @@ class Workflow:
 
 # --------------------------------------------------------------------------- memory
 
+# The detail of a condition restored from its stored alert after a restart (ruleset.Rules.restore):
+# the first time the condition is seen again it takes the detail it is seen with, as the same one.
+RESTORED = object()
+# Rules whose condition is keyed by its people (and zone) alone, so that a stored alert names it;
+# the others are keyed by a grant or a door event, which do not outlive a restart anyway.
+_PERSON_KEYED = frozenset({"wrong_zone", "expert_left_room", "expert_left_closed_area", "tag_silent", "after_hours",
+                           "dwell"})
+PAIR_KEYED = frozenset({"expert_near_party", "experts_meeting"})
+
+
+def condition_key(alert: Alert) -> Key | None:
+    """The memory key of the condition `alert` was raised for, or None when it cannot be told."""
+    if alert.rule in _PERSON_KEYED and alert.people:
+        return (alert.rule, alert.people[0])
+    if alert.rule in PAIR_KEYED and len(alert.people) == 2:
+        return (alert.rule, *alert.people)
+    if alert.rule == "over_capacity" and alert.floor is not None and alert.zone is not None:
+        return (alert.rule, alert.floor, alert.zone)
+    return None
+
 
 @dataclass
 class Ongoing:
@@ -238,6 +258,8 @@ class Memory:
         for more than `after` seconds (at once when `after` is 0). A different `detail` (another
         zone) is another condition."""
         o = self.open.get(key)
+        if o is not None and o.detail is RESTORED:
+            o.detail = detail
         if o is None or o.detail != detail or (o.false_since is not None and now - o.false_since >= self.clear):
             o = self.open[key] = Ongoing(now, now, detail)
         o.false_since, o.last_held = None, max(o.last_held, now)

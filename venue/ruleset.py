@@ -15,9 +15,10 @@ from typing import Iterable, Sequence
 
 from venue.model import Alert, DoorEvent
 from venue.rules import (
-    PARTY_ROLES, PROXIMITY_ROLES, Allowed, Crossing, Door, Grant, Grid, Key, Memory, Presence, RuleConfig, Workflow,
-    after_hours, badge_tag_mismatch, crossers, door_event_alert, dwell, expert_left, is_after_hours, over_capacity,
-    pair_alert, pair_conditions, passed_through, tag_silent, tailgating_alert, wrong_zone,
+    PAIR_KEYED, PARTY_ROLES, PROXIMITY_ROLES, RESTORED, Allowed, Crossing, Door, Grant, Grid, Key, Memory, Ongoing,
+    Presence, RuleConfig, Workflow, after_hours, badge_tag_mismatch, condition_key, crossers, door_event_alert, dwell,
+    expert_left, is_after_hours, over_capacity, pair_alert, pair_conditions, passed_through, tag_silent,
+    tailgating_alert, wrong_zone,
 )
 
 
@@ -39,6 +40,22 @@ class Rules:
         self.grants: deque[Grant] = deque()
         self.crossings: deque[Crossing] = deque()
         self.door_events: dict[str, deque[DoorEvent]] = {}
+
+    def restore(self, alerts: Iterable[Alert], now: datetime) -> int:
+        """After a restart: the conditions these stored alerts were raised for (those of the last
+        `forget_seconds`) count as alerted, so one still going on does not alert again; one that
+        has ended is cleared as soon as its people are seen out of it. How many were restored."""
+        restored = 0
+        for alert in alerts:
+            key = condition_key(alert)
+            if key is None or now - alert.at > self.memory.forget:
+                continue
+            self.memory.open[key] = Ongoing(alert.at, now, RESTORED, alerted=True)
+            if key[0] in PAIR_KEYED:  # indexed as _proximity indexes a pair, to be released with it
+                for pid in key[1:]:
+                    self.pairs.setdefault(pid, set()).add(key)
+            restored += 1
+        return restored
 
     # -- positions ----------------------------------------------------------------------------
 

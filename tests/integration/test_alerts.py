@@ -100,6 +100,27 @@ def test_alerts_carry_their_class_and_are_listed_by_class(client: TestClient, se
     refused(client.get("/api/venue/alerts?class=opening"), 400, "invalid_query")
 
 
+def test_the_rules_memory_is_restored_from_the_alerts_of_the_last_hour(settings: Settings) -> None:
+    bidder, expert = uuid.uuid4(), uuid.uuid4()
+    now = datetime.now(timezone.utc)
+    _record(settings, _alert("wrong_zone", now - timedelta(minutes=5), (bidder,)),
+            _alert("expert_near_party", now - timedelta(minutes=1), (expert, bidder)),
+            _alert("wrong_zone", now - timedelta(hours=2), (expert,)))
+
+    async def raised() -> list[Alert]:
+        pool = await db.create_pool(settings.database_url, 1, 1)
+        try:
+            return await alerts.raised_since(pool, now - timedelta(hours=1))
+        finally:
+            await pool.close()
+    found = run_async(raised())
+    assert [(a.rule, a.people, a.zone) for a in found] == [
+        ("wrong_zone", (bidder,), "room1"), ("expert_near_party", (expert, bidder), "room1")]
+    rules = VenueEngine(settings).rules
+    assert rules.restore(found, now) == 2
+    assert set(rules.memory.open) == {("wrong_zone", bidder), ("expert_near_party", expert, bidder)}
+
+
 def test_a_supervisor_acknowledges_an_alert_once_with_a_note(client: TestClient, settings: Settings) -> None:
     dsn = settings.database_url
     [first, second] = _record(settings, _alert("dwell"), _alert("tailgating", NOW + timedelta(seconds=1)))

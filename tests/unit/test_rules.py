@@ -11,7 +11,7 @@ import pytest
 
 from venue import rules as rules_module
 from tenderhall.i18n import load_catalogues
-from venue.model import Door, DoorEvent, Person, Zone
+from venue.model import Alert, Door, DoorEvent, Person, Zone
 from venue.rules import Assignment, Crossing, Grant, Memory, Presence, RuleConfig, Workflow, is_after_hours, parse_clock
 from venue.ruleset import Rules
 
@@ -394,3 +394,50 @@ def test_a_phrase_needs_all_its_parameters() -> None:
         rules_module.phrase_alert("door_forced", "critical", T0, "door_forced", {}, (), None, None, ())
     door = rules_module.phrase_alert("door_forced", "critical", T0, "door_forced", {"reader": "R-1"}, (), None, None, ())
     assert door.message == "the door of reader R-1 was forced open" and door.params == {"reader": "R-1"}
+
+
+# --------------------------------------------------------------------------- after a restart
+
+
+def test_a_condition_alerted_before_a_restart_does_not_alert_again_while_it_lasts() -> None:
+    bidder = person("bidder")
+    allowed = lambda who, zone, now: zone.kind != "evaluation_room"  # noqa: E731
+    before = rules_of()
+    [alert] = before.on_positions([seen(bidder, ROOM1, 0)], [], Workflow(), allowed, at_seconds(0))
+    after = rules_of()  # the restarted server's rules, restored from what was stored
+    assert after.restore([alert], at_seconds(60)) == 1
+    assert after.on_positions([seen(bidder, ROOM1, 61)], [], Workflow(), allowed, at_seconds(61)) == []
+    # Out of it for long enough, and back: a new condition.
+    for s in (62, 68):
+        assert after.on_positions([seen(bidder, HALL, s)], [], Workflow(), allowed, at_seconds(s)) == []
+    assert codes(after.on_positions([seen(bidder, ROOM1, 69)], [], Workflow(), allowed, at_seconds(69))) == ["wrong_zone"]
+    # Without the restore the restarted rules would have said it again at once.
+    fresh = rules_of()
+    assert codes(fresh.on_positions([seen(bidder, ROOM1, 61)], [], Workflow(), allowed, at_seconds(61))) == ["wrong_zone"]
+
+
+def test_a_pair_and_a_zone_alerted_before_a_restart_are_remembered_and_released() -> None:
+    expert, bidder = person("expert"), person("bidder")
+    tender = uuid.uuid4()
+    wf = Workflow(experts={expert.id: Assignment(tender=tender)}, parties={bidder.id: frozenset({tender})})
+    crowd = [person("expert") for _ in range(3)]
+    stored = [Alert("expert_near_party", "critical", at_seconds(50), "…", (expert.id, bidder.id), "F1", "hall"),
+              Alert("over_capacity", "medium", at_seconds(50), "…", tuple(p.id for p in crowd), "F1", "room1"),
+              Alert("tailgating", "high", at_seconds(50), "…", (expert.id,), "F1", "room1"),  # keyed by a grant
+              Alert("wrong_zone", "high", at_seconds(50) - timedelta(hours=2), "…", (bidder.id,), "F1", "room1")]
+    rules = rules_of()
+    assert rules.restore(stored, at_seconds(100)) == 2  # the grant's and the two-hour-old one are not
+    out = []
+    for s in range(100, 115):
+        out += rules.on_positions([seen(expert, HALL, s, 5.0, 5.0), seen(bidder, HALL, s, 6.5, 5.0)], [], wf, None,
+                                  at_seconds(s))
+        out += rules.tick([seen(p, ROOM1, s) for p in crowd], Workflow(), at_seconds(s))
+    assert out == []
+    # Parted for longer than clear_seconds, then together again for over 10 s: a new alert.
+    for s in range(115, 122):
+        out += rules.on_positions([seen(expert, HALL, s, 5.0, 5.0), seen(bidder, HALL, s, 20.0, 5.0)], [], wf, None,
+                                  at_seconds(s))
+    for s in range(122, 134):
+        out += rules.on_positions([seen(expert, HALL, s, 5.0, 5.0), seen(bidder, HALL, s, 6.5, 5.0)], [], wf, None,
+                                  at_seconds(s))
+    assert codes(out) == ["expert_near_party"]
