@@ -151,9 +151,7 @@ class Tracker:
         self._tracks: dict[uuid.UUID, _Track] = {}
         self._moved: set[uuid.UUID] = set()
         self._live_at: float | None = None
-        self._last: list[tuple[uuid.UUID, _Track]] = []
-        # The people whose state the last `update` changed (for rules that look at movement).
-        self.last_moved: frozenset[uuid.UUID] = frozenset()
+        self._last: list[tuple[uuid.UUID, _Track]] = []  # whom the last `update` moved (`moved`)
         self.unknown_tags = 0
 
     def rebind(self, directory: Directory, zone_of: ZoneLookup) -> None:
@@ -187,8 +185,7 @@ class Tracker:
         self._last = [(person, self._tracks[person]) for person, run in by_person.items()
                       if self._follow(person, run, lookup, transitions)]
         transitions.sort(key=_by_at)
-        self.last_moved = frozenset(person for person, _ in self._last)
-        self._moved |= self.last_moved
+        self._moved.update(person for person, _ in self._last)
         return transitions
 
     def _follow(self, person: uuid.UUID, run: list[Position], zone_of: ZoneLookup,

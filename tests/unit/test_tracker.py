@@ -159,7 +159,7 @@ def test_the_live_feed_names_the_moved_at_most_every_half_second() -> None:
     assert t.live_due(100.2) == []
     assert [s.person for s in t.live_due(100.5)] == [ALICE]
     assert t.live_due(200.0) == []  # nobody moved since
-    assert t.last_moved == frozenset({ALICE})
+    assert [s.person for s in t.moved()] == [ALICE]  # the last update's
 
 
 def test_a_rebind_keeps_the_state() -> None:
