@@ -215,25 +215,32 @@ class Workflow:
 
 # --------------------------------------------------------------------------- memory
 
-# The detail of a condition restored from its stored alert after a restart (ruleset.Rules.restore):
-# the first time the condition is seen again it takes the detail it is seen with, as the same one.
+# The detail of a condition restored from its stored alert after a restart (ruleset.Rules.restore)
+# when the alert does not tell it (an evaluation, a last-seen time): the first time the condition
+# is seen again it takes the detail it is seen with, as the same condition.
 RESTORED = object()
 # Rules whose condition is keyed by its people (and zone) alone, so that a stored alert names it;
 # the others are keyed by a grant or a door event, which do not outlive a restart anyway.
 _PERSON_KEYED = frozenset({"wrong_zone", "expert_left_room", "expert_left_closed_area", "tag_silent", "after_hours",
                            "dwell"})
 PAIR_KEYED = frozenset({"expert_near_party", "experts_meeting"})
+_UNTOLD_DETAIL = frozenset({"expert_left_room", "expert_left_closed_area", "tag_silent", "dwell"})
 
 
-def condition_key(alert: Alert) -> Key | None:
-    """The memory key of the condition `alert` was raised for, or None when it cannot be told."""
+def condition_of(alert: Alert) -> tuple[Key, Any] | None:
+    """The memory key and detail of the condition `alert` was raised for (as the rule holds it),
+    or None when the alert cannot tell its key."""
     if alert.rule in _PERSON_KEYED and alert.people:
-        return (alert.rule, alert.people[0])
-    if alert.rule in PAIR_KEYED and len(alert.people) == 2:
-        return (alert.rule, *alert.people)
-    if alert.rule == "over_capacity" and alert.floor is not None and alert.zone is not None:
-        return (alert.rule, alert.floor, alert.zone)
-    return None
+        key: Key = (alert.rule, alert.people[0])
+    elif alert.rule in PAIR_KEYED and len(alert.people) == 2:
+        key = (alert.rule, *alert.people)
+    elif alert.rule == "over_capacity" and alert.floor is not None and alert.zone is not None:
+        key = (alert.rule, alert.floor, alert.zone)
+    else:
+        return None
+    if alert.rule == "wrong_zone":  # held per zone: in another forbidden zone it is another condition
+        return key, (alert.floor, alert.zone)
+    return key, RESTORED if alert.rule in _UNTOLD_DETAIL else None
 
 
 @dataclass

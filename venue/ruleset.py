@@ -15,8 +15,8 @@ from typing import Iterable, Sequence
 
 from venue.model import Alert, DoorEvent
 from venue.rules import (
-    PAIR_KEYED, PARTY_ROLES, PROXIMITY_ROLES, RESTORED, Allowed, Crossing, Door, Grant, Grid, Key, Memory, Ongoing,
-    Presence, RuleConfig, Workflow, after_hours, badge_tag_mismatch, condition_key, crossers, door_event_alert, dwell,
+    PAIR_KEYED, PARTY_ROLES, PROXIMITY_ROLES, Allowed, Crossing, Door, Grant, Grid, Key, Memory, Ongoing,
+    Presence, RuleConfig, Workflow, after_hours, badge_tag_mismatch, condition_of, crossers, door_event_alert, dwell,
     expert_left, is_after_hours, over_capacity, pair_alert, pair_conditions, passed_through, tag_silent,
     tailgating_alert, wrong_zone,
 )
@@ -47,10 +47,11 @@ class Rules:
         has ended is cleared as soon as its people are seen out of it. How many were restored."""
         restored = 0
         for alert in alerts:
-            key = condition_key(alert)
-            if key is None or now - alert.at > self.memory.forget:
+            condition = condition_of(alert)
+            if condition is None or now - alert.at > self.memory.forget:
                 continue
-            self.memory.open[key] = Ongoing(alert.at, now, RESTORED, alerted=True)
+            key, detail = condition
+            self.memory.open[key] = Ongoing(alert.at, now, detail, alerted=True)
             if key[0] in PAIR_KEYED:  # indexed as _proximity indexes a pair, to be released with it
                 for pid in key[1:]:
                     self.pairs.setdefault(pid, set()).add(key)

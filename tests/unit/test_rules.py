@@ -414,6 +414,11 @@ def test_a_condition_alerted_before_a_restart_does_not_alert_again_while_it_last
     # Without the restore the restarted rules would have said it again at once.
     fresh = rules_of()
     assert codes(fresh.on_positions([seen(bidder, ROOM1, 61)], [], Workflow(), allowed, at_seconds(61))) == ["wrong_zone"]
+    # Found in another forbidden zone after the restart: that is another condition.
+    moved_on = rules_of()
+    moved_on.restore([alert], at_seconds(60))
+    assert codes(moved_on.on_positions([seen(bidder, ROOM2, 61)], [], Workflow(), allowed, at_seconds(61))) == [
+        "wrong_zone"]
 
 
 def test_a_pair_and_a_zone_alerted_before_a_restart_are_remembered_and_released() -> None:
@@ -441,3 +446,14 @@ def test_a_pair_and_a_zone_alerted_before_a_restart_are_remembered_and_released(
         out += rules.on_positions([seen(expert, HALL, s, 5.0, 5.0), seen(bidder, HALL, s, 6.5, 5.0)], [], wf, None,
                                   at_seconds(s))
     assert codes(out) == ["expert_near_party"]
+
+
+def test_a_silent_tag_alerted_before_a_restart_is_the_same_silence_after_it() -> None:
+    # Its detail (when the tag was last heard) is not in the alert: the condition takes it when seen.
+    expert = person("expert")
+    quiet = seen(expert, ROOM1, 0)
+    [alert] = rules_of().tick([quiet], Workflow(), at_seconds(31))
+    rules = rules_of()
+    assert rules.restore([alert], at_seconds(90)) == 1
+    assert rules.tick([quiet], Workflow(), at_seconds(91)) == []
+    assert codes(rules_of().tick([quiet], Workflow(), at_seconds(91))) == ["tag_silent"]  # not restored: again
