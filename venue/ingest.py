@@ -93,14 +93,6 @@ class Batch:
     def rejected(self) -> int:
         return len(self.errors)
 
-    @classmethod
-    def join(cls, parts: list["Batch"]) -> "Batch":
-        """One batch from consecutive slices of it."""
-        firsts = [p.first for p in parts if p.first is not None]
-        lasts = [p.last for p in parts if p.last is not None]
-        return cls(tuple(x for p in parts for x in p.positions), tuple(e for p in parts for e in p.errors),
-                   min(firsts, default=None), max(lasts, default=None))
-
     def days(self) -> list[date]:
         """The UTC days the good positions fall on (the partitions they need)."""
         if self.first is None or self.last is None:
@@ -188,10 +180,10 @@ def decode_body(body: bytes, *, ndjson: bool) -> list[Any]:
     return items
 
 
-def parse_records(items: list[Any], *, now: datetime, not_before: datetime, offset: int = 0,
+def parse_records(items: list[Any], *, now: datetime, not_before: datetime,
                   transforms: Transforms | None = None) -> Batch:
     """Validate decoded records (an item may be a RecordInvalid already, for an unreadable line);
-    `offset` is the index of the first in the whole batch, for the report; `transforms` bring a
+    `transforms` bring a
     floor's coordinates to plan metres.
 
     The Python reading only: a decoded record no longer has the JSON text that parse_batch gives
@@ -207,7 +199,7 @@ def parse_records(items: list[Any], *, now: datetime, not_before: datetime, offs
         if isinstance(item, RecordInvalid):
             raise item
         return _position(item, latest, not_before, transforms, known_tags, known_floors)
-    return _judged(len(items), judge, offset)
+    return _judged(len(items), judge)
 
 
 def _lines(body: bytes) -> list[bytes]:
@@ -360,7 +352,7 @@ def _array_texts(body: bytes, count: int) -> list[Any]:
     return texts
 
 
-def _judged(count: int, judge: Callable[[int], Position], offset: int = 0) -> Batch:
+def _judged(count: int, judge: Callable[[int], Position]) -> Batch:
     """A batch from `judge`, which turns record `index` into its Position or raises RecordInvalid."""
     positions: list[Position] = []
     errors: list[RecordError] = []
@@ -368,7 +360,7 @@ def _judged(count: int, judge: Callable[[int], Position], offset: int = 0) -> Ba
         try:
             positions.append(judge(index))
         except RecordInvalid as exc:
-            errors.append(RecordError(offset + index, str(exc)))
+            errors.append(RecordError(index, str(exc)))
     times = [p.t for p in positions]
     return Batch(tuple(positions), tuple(errors), min(times, default=None), max(times, default=None))
 

@@ -553,16 +553,16 @@ def _meeting(workflow: Workflow, p: Presence, q: Presence) -> bool:
 def pair_alert(config: RuleConfig, key: Key, a: Presence, b: Presence, workflow: Workflow, now: datetime) -> Alert:
     """The alert of a proximity condition that has held long enough."""
     evidence = [*position_evidence(a), *position_evidence(b)]
+    params = {**_who(a.person), **_other(b.person), "metres": f"{config.near_m:g}", "seconds": f"{config.near_seconds:g}"}
+    people = [a.person.id, b.person.id]
     if key[0] == "experts_meeting":
-        return _alert(config, "experts_meeting", "high", now, "experts_meeting",
-                      {**_who(a.person), **_other(b.person), "metres": f"{config.near_m:g}",
-                       "seconds": f"{config.near_seconds:g}"}, [a.person.id, b.person.id], a.zone, evidence, floor=a.floor)
+        return _alert(config, "experts_meeting", "high", now, "experts_meeting", params, people, a.zone, evidence,
+                      floor=a.floor)
     seat = workflow.experts.get(a.person.id)
     own = seat is not None and seat.tender in workflow.parties.get(b.person.id, frozenset())
     return _alert(config, "expert_near_party", "critical" if own else "high", now,
-                  "expert_near_party.own" if own else "expert_near_party",
-                  {**_who(a.person), **_other(b.person), "metres": f"{config.near_m:g}",
-                   "seconds": f"{config.near_seconds:g}"}, [a.person.id, b.person.id], a.zone, evidence, floor=a.floor)
+                  "expert_near_party.own" if own else "expert_near_party", params, people, a.zone, evidence,
+                  floor=a.floor)
 
 
 def over_capacity(memory: Memory, config: RuleConfig, presences: Iterable[Presence], now: datetime) -> list[Alert]:

@@ -143,11 +143,9 @@ def test_the_report_and_its_stored_errors_round_trip() -> None:
         "accepted": 1, "rejected": 1, "errors": [{"index": 3, "error": "t is required"}], "duplicate": True}
 
 
-def test_a_batch_joined_from_slices_keeps_indexes_and_bounds() -> None:
+def test_a_batch_keeps_record_indexes_and_its_utc_days() -> None:
     items = [with_(t="2026-04-30T10:00:00Z"), {"tag": "x"}, with_(t="2026-05-01T08:00:00Z"), GOOD]
     whole = parse_records(items, now=NOW, not_before=NOT_BEFORE)
-    sliced = Batch.join([parse_records(items[i:i + 2], now=NOW, not_before=NOT_BEFORE, offset=i) for i in (0, 2)])
-    assert sliced == whole
     assert whole.errors == (RecordError(1, "t is required"),)
     assert whole.days() == [date(2026, 4, 30), date(2026, 5, 1)]
 
@@ -244,12 +242,20 @@ def test_a_record_is_judged_alone_whatever_else_its_batch_holds(seed: int, ndjso
     transforms = TRANSFORMS if seed % 2 else None
     whole = batch_of(records, ndjson=ndjson, transforms=transforms)
     alone = [batch_of([record], ndjson=ndjson, transforms=transforms) for record in records]
-    assert exact(whole) == exact(Batch.join([renumbered(b, i) for i, b in enumerate(alone)]))
+    assert exact(whole) == exact(joined([renumbered(b, i) for i, b in enumerate(alone)]))
     assert whole.accepted + whole.rejected == len(records)
 
 
 def renumbered(batch: Batch, index: int) -> Batch:
     return Batch(batch.positions, tuple(RecordError(index, e.error) for e in batch.errors), batch.first, batch.last)
+
+
+def joined(parts: list[Batch]) -> Batch:
+    """One batch of consecutive parts, as parsing them together gives it."""
+    firsts = [p.first for p in parts if p.first is not None]
+    lasts = [p.last for p in parts if p.last is not None]
+    return Batch(tuple(x for p in parts for x in p.positions), tuple(e for p in parts for e in p.errors),
+                 min(firsts, default=None), max(lasts, default=None))
 
 
 @pytest.mark.parametrize("ndjson", [False, True], ids=["array", "ndjson"])
